@@ -1,0 +1,339 @@
+"""The ``tavgbench`` command: parses, calls the library, prints with rich."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tavgbench import __version__
+from tavgbench.errors import TavgbenchError
+
+app = typer.Typer(
+    help="Score, validate and compare text-to-audible-video generation (TAVGBench, FAVDBench).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+weights_app = typer.Typer(help="List, fetch, import and verify checkpoints.", no_args_is_help=True)
+split_app = typer.Typer(help="List, show, fetch and make evaluation splits.", no_args_is_help=True)
+reference_app = typer.Typer(help="Build, export and import reference statistics.")
+baseline_app = typer.Typer(help="Run the reference baselines (TAVDiffusion, two-stage).")
+leaderboard_app = typer.Typer(help="Add entries and build the leaderboard.")
+app.add_typer(weights_app, name="weights")
+app.add_typer(split_app, name="split")
+app.add_typer(reference_app, name="reference")
+app.add_typer(baseline_app, name="baseline")
+app.add_typer(leaderboard_app, name="leaderboard")
+
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False, "quiet": False}
+
+SplitOption = Annotated[
+    str, typer.Option("--split", help="A built-in split name or a manifest file (CSV or JSONL).")
+]
+
+
+def _not_yet(what: str) -> NoReturn:
+    err_console.print(f"[yellow]{what} is not yet available in tavgbench {__version__}.[/]")
+    raise typer.Exit(2)
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    _state["debug"] = debug
+    _state["quiet"] = quiet
+    if version:
+        console.print(f"tavgbench {__version__}")
+        raise typer.Exit(0)
+
+
+# --- validate -------------------------------------------------------------------------------
+
+
+@app.command()
+def validate(
+    submission: Annotated[Path, typer.Argument(help="Folder of <id>.mp4 (+ <id>.wav) files.")],
+    split: SplitOption,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the report as JSON here.")
+    ] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="List valid clips too.")] = False,
+) -> None:
+    """Check a submission folder against a split before any model runs."""
+    from tavgbench.data.splits import resolve_split
+    from tavgbench.data.validate import validate_submission
+
+    report = validate_submission(submission, resolve_split(split))
+    _print_report(report, show_all=show_all)
+    if json_out is not None:
+        report.write_json(json_out)
+        console.print(f"report written to {json_out}")
+    raise typer.Exit(0 if report.all_ok else 1)
+
+
+def _print_report(report: object, *, show_all: bool = False) -> None:
+    from tavgbench.data.validate import SubmissionReport
+
+    assert isinstance(report, SubmissionReport)
+    rows = report.clips if show_all else report.invalid
+    if rows:
+        table = Table(title=f"{report.folder} against {report.split}", show_lines=False)
+        table.add_column("id")
+        table.add_column("ok")
+        table.add_column("problems")
+        for clip in rows[:200]:
+            table.add_row(clip.id, "[green]yes[/]" if clip.ok else "[red]no[/]",
+                          "\n".join(clip.problems))  # fmt: skip
+        console.print(table)
+        if len(rows) > 200:
+            console.print(f"... and {len(rows) - 200} more (see --json)")
+    if report.extra_files:
+        shown = ", ".join(report.extra_files[:10])
+        more = f" and {len(report.extra_files) - 10} more" if len(report.extra_files) > 10 else ""
+        console.print(f"[yellow]extra files matching no id:[/] {shown}{more}")
+    summary = report.summary()
+    colour = "green" if report.all_ok else "red"
+    console.print(
+        f"[{colour}]{summary['valid']}/{summary['expected']} clips valid[/] "
+        f"({summary['found']} found, {summary['invalid']} invalid, "
+        f"{summary['extra_files']} extra files)"
+    )
+
+
+# --- splits ---------------------------------------------------------------------------------
+
+
+@split_app.command("list")
+def split_list() -> None:
+    """List the built-in splits and whether they are installed."""
+    from tavgbench.data.splits import BUILTIN_SPLITS, builtin_manifest_path
+
+    table = Table()
+    for column in ("name", "installed", "how to get it"):
+        table.add_column(column)
+    for name, how in BUILTIN_SPLITS.items():
+        installed = builtin_manifest_path(name).is_file()
+        table.add_row(name, "yes" if installed else "no", how)
+    console.print(table)
+
+
+@split_app.command("show")
+def split_show(
+    split: Annotated[str, typer.Argument(help="Built-in split name or manifest file.")],
+    rows: Annotated[int, typer.Option(help="How many clips to print.")] = 5,
+) -> None:
+    """Print a split's size, sha256 and first clips."""
+    from tavgbench.data.splits import resolve_split
+
+    loaded = resolve_split(split)
+    console.print(f"{loaded.name}: {len(loaded)} clips, sha256 {loaded.sha256} ({loaded.source})")
+    for entry in loaded.entries[:rows]:
+        console.print(f"  {entry.id}  {entry.caption[:100]}")
+
+
+@split_app.command("fetch")
+def split_fetch(
+    name: Annotated[str, typer.Argument(help="favdbench-test")],
+    source: Annotated[
+        Path | None,
+        typer.Option("--from", help="Local metadata.zip, test.caption.tsv or meta/test.csv."),
+    ] = None,
+) -> None:
+    """Install a public split's manifest (download, or --from a local copy)."""
+    if name != "favdbench-test":
+        raise TavgbenchError(f"{name!r} cannot be fetched; fetchable: favdbench-test")
+    from tavgbench.data.favdbench import install_favdbench_test
+
+    path = install_favdbench_test(source, quiet=_state["quiet"])
+    console.print(f"favdbench-test installed: {path}")
+
+
+@split_app.command("make")
+def split_make(
+    name: Annotated[str, typer.Argument(help="tavgbench-3k")],
+    captions: Annotated[Path, typer.Option(help="TAVGBench release_captions.txt.")],
+    seed: Annotated[int, typer.Option(help="Selection seed (0 is the published split).")] = 0,
+    n: Annotated[int, typer.Option(help="How many clips.")] = 3000,
+) -> None:
+    """Make the TAVGBench evaluation split: a documented deterministic selection."""
+    if name != "tavgbench-3k":
+        raise TavgbenchError(f"{name!r} cannot be made; makeable: tavgbench-3k")
+    from tavgbench.data.splits import (
+        builtin_manifest_path,
+        parse_release_captions,
+        select_tavgbench_3k,
+        write_manifest,
+    )
+
+    if not captions.is_file():
+        raise TavgbenchError(f"{captions}: caption file not found")
+    entries = parse_release_captions(captions.read_text(encoding="utf-8-sig"), str(captions))
+    path = write_manifest(builtin_manifest_path(name), select_tavgbench_3k(entries, n=n, seed=seed))
+    console.print(f"{name}: {n} of {len(entries)} clips (seed {seed}) written to {path}")
+
+
+@split_app.command("import")
+def split_import(
+    name: Annotated[str, typer.Argument(help="tavgbench-eval")],
+    manifest: Annotated[Path, typer.Argument(help="Manifest CSV or JSONL.")],
+) -> None:
+    """Install your own manifest under a built-in name (tavgbench-eval)."""
+    from tavgbench.data.splits import builtin_manifest_path, load_manifest, write_manifest
+
+    if name != "tavgbench-eval":
+        raise TavgbenchError(f"{name!r} cannot be imported; importable: tavgbench-eval")
+    loaded = load_manifest(manifest)
+    path = write_manifest(builtin_manifest_path(name), loaded.entries)
+    console.print(f"{name}: {len(loaded)} clips installed at {path}")
+
+
+# --- weights --------------------------------------------------------------------------------
+
+
+@weights_app.command("list")
+def weights_list() -> None:
+    """Every checkpoint, its source, licence and cache state."""
+    from tavgbench import weights
+
+    table = Table()
+    for column in ("name", "state", "extractor", "licence", "source"):
+        table.add_column(column)
+    for name in weights.REGISTRY:
+        info = weights.status(name)
+        table.add_row(name, str(info["state"]), str(info["extractor"]), str(info["licence"]),
+                      str(info["source"]))  # fmt: skip
+    console.print(table)
+    console.print(f"cache: {weights.weights_dir()}")
+
+
+@weights_app.command("fetch")
+def weights_fetch(names: Annotated[list[str], typer.Argument(help="Registry names.")]) -> None:
+    """Download, check and convert checkpoints."""
+    from tavgbench import weights
+
+    for name in names:
+        path = weights.fetch(name, quiet=_state["quiet"])
+        console.print(f"{name}: ready at {path}")
+
+
+@weights_app.command("import")
+def weights_import(
+    name: Annotated[str, typer.Argument(help="Registry name.")],
+    path: Annotated[Path, typer.Argument(help="The official file (or snapshot folder).")],
+) -> None:
+    """Take a checkpoint you already have: check, keep and convert it."""
+    from tavgbench import weights
+
+    console.print(f"{name}: ready at {weights.import_weights(name, path)}")
+
+
+@weights_app.command("verify")
+def weights_verify(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Registry names (default: all).")
+    ] = None,
+) -> None:
+    """Re-check the sha256 of cached originals."""
+    from tavgbench import weights
+
+    failed = False
+    for name in names or list(weights.REGISTRY):
+        if weights.status(name)["state"] == "missing" and not names:
+            continue
+        try:
+            console.print(f"[green]{name}: ok[/] sha256 {weights.verify(name)}")
+        except TavgbenchError as exc:
+            failed = True
+            err_console.print(f"[red]{name}: {exc}[/]")
+    raise typer.Exit(1 if failed else 0)
+
+
+# --- demo -----------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    out: Annotated[Path | None, typer.Option(help="Where to write the demo set.")] = None,
+    clips: Annotated[int, typer.Option(help="Number of clips.")] = 24,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+) -> None:
+    """Generate the built-in demo set and check its two example submissions."""
+    from tavgbench import config
+    from tavgbench.data.demo import write_demo
+    from tavgbench.data.splits import load_manifest
+    from tavgbench.data.validate import validate_submission
+
+    folder = out or config.demo_dir()
+    with console.status("generating the demo set", spinner="dots"):
+        write_demo(folder, n_clips=clips, seed=seed)
+    split = load_manifest(folder / "split.csv", name="demo")
+    console.print(f"demo split: {len(split)} clips in {folder}")
+    for name in ("faithful", "degraded"):
+        report = validate_submission(folder / "submissions" / name, split)
+        console.print(f"[bold]{name}[/]:", end=" ")
+        _print_report(report)
+        if not report.all_ok:
+            raise typer.Exit(1)
+
+
+# --- later parts ----------------------------------------------------------------------------
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def score() -> None:
+    """Score a submission folder (FVD, KVD, CLIPSIM, FAD, AVHScore)."""
+    _not_yet("`tavgbench score`")
+
+
+@reference_app.callback(invoke_without_command=True)
+def _reference() -> None:
+    _not_yet("`tavgbench reference`")
+
+
+@baseline_app.callback(invoke_without_command=True)
+def _baseline() -> None:
+    _not_yet("`tavgbench baseline`")
+
+
+@leaderboard_app.callback(invoke_without_command=True)
+def _leaderboard() -> None:
+    _not_yet("`tavgbench leaderboard`")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: errors become one red line and a non-zero exit, unless --debug."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = app(args=args, prog_name="tavgbench", standalone_mode=False)
+        return int(result or 0)
+    except TavgbenchError as exc:
+        if "--debug" in args:
+            raise
+        err_console.print(f"[red]error: {exc}[/]", highlight=False, soft_wrap=True)
+        return 1
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err_console.print("[red]aborted[/]")
+        return 130
+    except KeyboardInterrupt:
+        err_console.print("[red]interrupted[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

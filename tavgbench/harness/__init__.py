@@ -1,0 +1,1 @@
+"""Scoring orchestration: feature extraction through the per-clip cache, sharding, results."""

