@@ -287,17 +287,20 @@ def _sample_frames(
 
 
 def decode_audio(
-    path: str | os.PathLike[str], *, sample_rate: int | None = None
+    path: str | os.PathLike[str], *, sample_rate: int | None = None, channels: str = "mean"
 ) -> tuple[np.ndarray, int]:
     """Decode the first audio stream as float32 mono, cropped to the container duration.
 
-    Channels are averaged (stereo, 5.1, ...). With ``sample_rate`` the waveform is resampled with
+    Channels are averaged (stereo, 5.1, ...) with ``channels="mean"``, as VGGish's reference
+    does; ``channels="first"`` keeps the first channel, as torchaudio's Kaldi fbank (and so
+    ImageBind) does. With ``sample_rate`` the waveform is resampled with
     :func:`tavgbench.extractors.audio.resample` (torchaudio's algorithm); without it the stream's
     own rate is kept, so each extractor can resample exactly as its reference does.
 
     Args:
         path: an audible video or an audio file.
         sample_rate: target rate in Hz, or None for the native rate.
+        channels: ``"mean"`` or ``"first"``.
 
     Returns:
         ``(waveform [samples] float32, rate)``.
@@ -306,6 +309,8 @@ def decode_audio(
         MediaError: the file is unreadable or has no decodable audio stream.
     """
     path = Path(path)
+    if channels not in ("mean", "first"):
+        raise ValueError(f"channels must be 'mean' or 'first', got {channels!r}")
     with _open(path) as container:
         if not container.streams.audio:
             raise MediaError(f"{path}: has no audio stream")
@@ -317,7 +322,7 @@ def decode_audio(
         chunks: list[np.ndarray] = []
         try:
             for frame in container.decode(stream):
-                chunks.append(_mono(frame))
+                chunks.append(_mono(frame, first_only=channels == "first"))
         except av.error.FFmpegError as exc:
             raise MediaError(f"{path}: audio stream cannot be decoded ({_reason(exc)})") from exc
     if not chunks:
@@ -335,13 +340,15 @@ def decode_audio(
     return np.ascontiguousarray(waveform, dtype=np.float32), rate
 
 
-def _mono(frame: av.AudioFrame) -> np.ndarray:
+def _mono(frame: av.AudioFrame, *, first_only: bool = False) -> np.ndarray:
     data = frame.to_ndarray()
     if data.dtype.kind in "iu":
         data = data.astype(np.float64) / float(np.iinfo(data.dtype).max + 1)
     channels = len(frame.layout.channels)
     # Planar audio is [channels, samples]; packed audio interleaves the channels.
     data = data.reshape(channels, -1) if frame.format.is_planar else data.reshape(-1, channels).T
+    if first_only:
+        return data[0].astype(np.float32)
     return data.astype(np.float64).mean(axis=0).astype(np.float32)
 
 
