@@ -398,7 +398,9 @@ def write_audible_video(
             video = container.add_stream("libx264", rate=rate)
             video.width, video.height = width, height
             video.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-            video.options = {"crf": str(crf), "preset": "medium"}
+            # x264's macroblock-tree rate control makes repeated encodes of the same frames in
+            # one process differ; without it the same input always gives the same stream.
+            video.options = {"crf": str(crf), "preset": "medium", "x264-params": "mbtree=0"}
             audio = None
             if waveform is not None:
                 audio = container.add_stream("aac", rate=sample_rate)

@@ -140,3 +140,14 @@ def test_clear_errors(tmp_path: Path) -> None:
         decode_audio(silent_video)
     with pytest.raises(MediaError, match="uint8"):
         write_audible_video(tmp_path / "bad.mp4", np.zeros((3, 8, 8, 3)), 12, None, 16000)
+
+
+def test_writing_is_deterministic(tmp_path: Path) -> None:
+    frames = (np.random.default_rng(0).random((24, 48, 64, 3)) * 255).astype(np.uint8)
+    decoded = []
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        path = write_audible_video(tmp_path / name, frames, 12, tone(2.0), 16000)
+        decoded.append((decode_frames(path), decode_audio(path)[0]))
+    for frames_i, audio_i in decoded[1:]:
+        np.testing.assert_array_equal(frames_i, decoded[0][0])
+        np.testing.assert_array_equal(audio_i, decoded[0][1])
