@@ -12,6 +12,7 @@ import tavgbench.metrics
 from tavgbench.errors import TavgbenchError
 from tavgbench.metrics import stats
 from tavgbench.metrics.stats import (
+    FrechetToReference,
     StatisticsError,
     bootstrap_ci,
     bootstrap_set_metric,
@@ -351,3 +352,14 @@ def test_fad_infinity_does_not_clamp_min_n_like_fadtk() -> None:
     np.testing.assert_array_equal(ns, [500, 400, 300, 200, 100])
     with pytest.raises(StatisticsError, match="only one"):
         fad_infinity(frechet_distance, generated, generated, min_n=100)
+
+
+@pytest.mark.parametrize(("n", "d"), [(300, 16), (40, 64), (8, 32)])
+def test_frechet_to_reference_equals_sqrtm_formula(n: int, d: int) -> None:
+    """The eigenvalue form used in bootstraps agrees with scipy sqrtm (also when n < d)."""
+    rng = np.random.default_rng(d)
+    reference = rng.normal(size=(n, d)) @ rng.normal(size=(d, d))
+    fast = FrechetToReference(reference)
+    for shift in (0.0, 0.5):
+        generated = rng.normal(shift, 1.0, size=(n, d)) @ rng.normal(size=(d, d))
+        assert fast(generated) == pytest.approx(frechet_distance(generated, reference), rel=1e-6)
