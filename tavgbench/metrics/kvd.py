@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tavgbench.metrics.base import ClipFeatures, MetricResult, MetricSpec, stack
-from tavgbench.metrics.fvd import SET_BOOTSTRAP
-from tavgbench.metrics.stats import bootstrap_set_metric, kernel_distance
+from tavgbench.metrics.base import ClipFeatures, MetricResult, MetricSpec
+from tavgbench.metrics.fvd import SET_BOOTSTRAP, set_metric_on_logits
+from tavgbench.metrics.stats import kernel_distance
 
 
 def compute_kvd(
@@ -22,18 +22,10 @@ def compute_kvd(
     seed: int = 0,
     n_boot: int = SET_BOOTSTRAP,
 ) -> MetricResult:
-    gen, ref = stack(generated, ids, "logits"), stack(reference, reference_ids, "logits")
-    low, high = bootstrap_set_metric(kernel_distance, gen, ref, n_boot=n_boot, seed=seed)
-    return MetricResult(
-        name="kvd",
-        value=kernel_distance(gen, ref),
-        higher_is_better=False,
-        n_generated=len(gen),
-        n_reference=len(ref),
-        ci_low=low,
-        ci_high=high,
-        ci_method=f"percentile bootstrap over generated clips, B={n_boot}, seed={seed}",
-    )
+    return set_metric_on_logits(
+        "kvd", kernel_distance, lambda _: kernel_distance, generated, reference, ids,
+        reference_ids, seed=seed, n_boot=n_boot,
+    )  # fmt: skip
 
 
 KVD = MetricSpec(
