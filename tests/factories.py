@@ -3,6 +3,7 @@
 - CLIP: random-init ``CLIPModel`` in the OpenAI ViT-B/32 family saved in the hub snapshot layout,
   with a CLIP-BPE tokenizer built from a small generated vocabulary.
 - ImageBind: a reduced configuration of our port, random weights.
+- I3D: our state dict renamed into the piergiaj/pytorch-i3d layout (``i3d_pretrained_400.pt``).
 """
 
 from __future__ import annotations
@@ -104,3 +105,16 @@ TINY_IMAGEBIND = {
     "audio_embed_dim": 32, "audio_num_blocks": 1, "audio_num_heads": 4,
     "text_embed_dim": 16, "text_num_blocks": 1, "text_num_heads": 2, "out_embed_dim": 24,
 }  # fmt: skip
+
+
+def to_pytorch_i3d_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our names in piergiaj/pytorch-i3d names, as in ``i3d_pretrained_400.pt``."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("logits."):
+            out["logits.conv3d." + key.removeprefix("logits.")] = value.clone()
+            continue
+        out[key.replace(".conv.", ".conv3d.")] = value.clone()
+        if key.endswith(".bn.running_var"):
+            out[key.replace("running_var", "num_batches_tracked")] = torch.tensor(0)
+    return out

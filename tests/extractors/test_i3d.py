@@ -32,6 +32,7 @@ from tavgbench.extractors.i3d import (
     load_array_pickle,
 )
 from tavgbench.metrics.stats import frechet_distance
+from tests.factories import to_pytorch_i3d_layout
 
 # TF-Hub i3d-kinetics-400/1 through google-research frechet_video_distance, as printed by
 # universome/fvd-comparison compare_metrics.py ("Theirs").
@@ -56,19 +57,6 @@ def extractor(state_dict: dict[str, torch.Tensor]) -> I3DExtractor:
 
 def _uint8_clips(n: int, t: int, h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(n, t, h, w, 3), dtype=np.uint8)
-
-
-def _to_pytorch_i3d_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Our names in piergiaj/pytorch-i3d names, as in ``i3d_pretrained_400.pt``."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if key.startswith("logits."):
-            out["logits.conv3d." + key.removeprefix("logits.")] = value.clone()
-            continue
-        out[key.replace(".conv.", ".conv3d.")] = value.clone()
-        if key.endswith(".bn.running_var"):
-            out[key.replace("running_var", "num_batches_tracked")] = torch.tensor(0)
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,7 +219,7 @@ def test_pytorch_checkpoint_round_trip(
     tmp_path: Path, state_dict: dict[str, torch.Tensor], extractor: I3DExtractor
 ) -> None:
     path = tmp_path / "i3d_pretrained_400.pt"
-    torch.save(_to_pytorch_i3d_layout(state_dict), path)
+    torch.save(to_pytorch_i3d_layout(state_dict), path)
     converted = convert_i3d_pytorch(path)
     assert converted.keys() == state_dict.keys()
     assert all(torch.equal(converted[key], state_dict[key]) for key in state_dict)
@@ -292,7 +280,7 @@ def test_torchscript_checkpoint_round_trip(
 ) -> None:
     # The real i3d_torchscript.pt cannot be fetched here, so an archive holding the real
     # weights under piergiaj/pytorch-i3d names below a "model." prefix stands in for it.
-    tensors = {"model." + key: v for key, v in _to_pytorch_i3d_layout(state_dict).items()}
+    tensors = {"model." + key: v for key, v in to_pytorch_i3d_layout(state_dict).items()}
     converted = convert_i3d_torchscript(_torchscript_archive(tmp_path, monkeypatch, tensors))
     assert converted.keys() == state_dict.keys()
     assert all(torch.equal(converted[key], state_dict[key]) for key in state_dict)
