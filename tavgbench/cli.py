@@ -23,13 +23,17 @@ app = typer.Typer(
 weights_app = typer.Typer(help="List, fetch, import and verify checkpoints.", no_args_is_help=True)
 split_app = typer.Typer(help="List, show, fetch and make evaluation splits.", no_args_is_help=True)
 reference_app = typer.Typer(help="Build, export and import reference statistics.")
-baseline_app = typer.Typer(help="Run the reference baselines (TAVDiffusion, two-stage).")
+baseline_app = typer.Typer(
+    help="Run and train the reference baselines (TAVDiffusion, two-stage).", no_args_is_help=True
+)
+data_app = typer.Typer(help="Prepare training data (webdataset shards).", no_args_is_help=True)
 leaderboard_app = typer.Typer(help="Add entries and build the leaderboard.")
 app.add_typer(weights_app, name="weights")
 app.add_typer(split_app, name="split")
 app.add_typer(reference_app, name="reference")
 app.add_typer(baseline_app, name="baseline")
 app.add_typer(leaderboard_app, name="leaderboard")
+app.add_typer(data_app, name="data")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -413,9 +417,158 @@ def _reference() -> None:
     _not_yet("`tavgbench reference`")
 
 
-@baseline_app.callback(invoke_without_command=True)
-def _baseline() -> None:
-    _not_yet("`tavgbench baseline`")
+@baseline_app.command("list")
+def baseline_list() -> None:
+    """List the reference baselines."""
+    from tavgbench.baselines import list_baselines
+
+    table = Table("name", "description")
+    for name, description in list_baselines().items():
+        table.add_row(name, description)
+    console.print(table)
+
+
+@baseline_app.command("run")
+def baseline_run(
+    name: Annotated[str, typer.Argument(help="Baseline name (`tavgbench baseline list`).")],
+    split: SplitOption,
+    out: Annotated[Path, typer.Option("--out", help="Submission folder to write (<id>.mp4).")],
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="Training folder or checkpoint step folder.")
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config", help="Preset (paper, tiny) or config JSON; default: checkpoint's."
+        ),
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", help="DDIM steps (default: the config's, 50 for paper)."),
+    ] = None,
+    guidance: Annotated[
+        float | None, typer.Option("--guidance", help="Classifier-free guidance scale.")
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Run seed; each clip's seed derives from it.")
+    ] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per batch.")] = 1,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, ...")] = "cpu",
+) -> None:
+    """Generate a submission for every prompt of a split (resumable; seeds in generation.json)."""
+    from rich.progress import Progress
+
+    from tavgbench.baselines import generate_split, load_baseline
+    from tavgbench.data.splits import resolve_split
+
+    the_split = resolve_split(split)
+    generator = load_baseline(
+        name,
+        checkpoint=checkpoint,
+        config=config,
+        device=device,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+    )
+    with Progress(console=err_console, disable=_state["quiet"]) as progress:
+        task = progress.add_task(f"{name} -> {out}", total=len(the_split))
+        report = generate_split(
+            generator,
+            the_split,
+            out,
+            seed=seed,
+            batch_size=batch_size,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    console.print(
+        f"{out}: {len(report.generated)} generated, {len(report.skipped)} already there "
+        f"({report.seconds:.1f} s); check with `tavgbench validate {out} --split {split}`"
+    )
+
+
+@baseline_app.command("train")
+def baseline_train(
+    name: Annotated[str, typer.Argument(help="Only `tavdiffusion` is trainable.")],
+    config: Annotated[str, typer.Option("--config", help="Preset (paper, tiny) or config JSON.")],
+    data: Annotated[Path, typer.Option("--data", help="Shard folder (`tavgbench data shard`).")],
+    out: Annotated[Path, typer.Option("--out", help="Training folder: log.csv, checkpoints/.")],
+    max_steps: Annotated[
+        int | None,
+        typer.Option("--max-steps", help="Stop after this many steps (default: config)."),
+    ] = None,
+    no_cross_attention: Annotated[
+        bool, typer.Option("--no-cross-attention", help="Ablation: no cross-modal bridge.")
+    ] = False,
+    no_eas: Annotated[bool, typer.Option("--no-eas", help="Ablation: no EAS loss.")] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Ignore checkpoints in --out instead of resuming.")
+    ] = False,
+) -> None:
+    """Train TAVDiffusion (multi-GPU: `accelerate launch -m tavgbench baseline train ...`)."""
+    if name != "tavdiffusion":
+        raise TavgbenchError(f"baseline {name!r} is not trainable here; only tavdiffusion is")
+    try:
+        from tavgbench.baselines.tavdiffusion.config import load_config
+        from tavgbench.baselines.tavdiffusion.train import Trainer
+    except ImportError as exc:
+        raise TavgbenchError(
+            f"training needs {exc.name}: pip install 'tavgbench[baselines]'"
+        ) from exc
+
+    cfg = load_config(config)
+    options = {}
+    if no_cross_attention:
+        options["cross_attention"] = False
+    if no_eas:
+        options["eas"] = False
+    cfg = cfg.with_options(**options) if options else cfg
+    trainer = Trainer(cfg, data, out, resume=not fresh)
+
+    def report(log) -> None:  # StepLog
+        if (
+            not _state["quiet"]
+            and trainer.accelerator.is_main_process
+            and log.step % cfg.log_every == 0
+        ):
+            err_console.print(
+                f"step {log.step}: loss {log.loss:.4f} (video {log.video_mse:.4f}, "
+                f"audio {log.audio_mse:.4f}, eas {log.eas:.4f}), {log.clips_per_s:.2f} clips/s"
+            )
+
+    trainer.train(max_steps, on_step=report)
+    if trainer.accelerator.is_main_process:
+        console.print(f"{out}: trained to step {trainer.step}; log in {out / 'log.csv'}")
+
+
+@data_app.command("shard")
+def data_shard(
+    clips: Annotated[Path, typer.Option("--clips", help="Folder of <id>.mp4 clips.")],
+    captions: Annotated[
+        Path,
+        typer.Option("--captions", help="Manifest (CSV/JSONL id,caption) or release_captions.txt."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder for shard-*.tar and index.json.")],
+    shard_size: Annotated[int, typer.Option("--shard-size", help="Clips per shard.")] = 1000,
+) -> None:
+    """Pack clips and captions into webdataset tar shards for `baseline train`."""
+    try:
+        from tavgbench.baselines.tavdiffusion.data import write_shards
+    except ImportError as exc:
+        raise TavgbenchError(
+            f"sharding needs {exc.name}: pip install 'tavgbench[baselines]'"
+        ) from exc
+    from rich.progress import Progress
+
+    with Progress(console=err_console, disable=_state["quiet"]) as progress:
+        task = progress.add_task(f"shards -> {out}", total=None)
+        shards = write_shards(
+            clips,
+            captions,
+            out,
+            shard_size=shard_size,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    console.print(f"{out}: {len(shards)} shards")
 
 
 @leaderboard_app.callback(invoke_without_command=True)

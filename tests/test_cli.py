@@ -59,7 +59,7 @@ def test_split_make_and_show(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca
 
 
 def test_not_yet_available_commands_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["baseline"]) == 2
+    assert main(["leaderboard"]) == 2
     assert "not yet available" in capsys.readouterr().err
 
 
