@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, NoReturn
 
 import click
@@ -22,7 +23,9 @@ app = typer.Typer(
 )
 weights_app = typer.Typer(help="List, fetch, import and verify checkpoints.", no_args_is_help=True)
 split_app = typer.Typer(help="List, show, fetch and make evaluation splits.", no_args_is_help=True)
-reference_app = typer.Typer(help="Build, export and import reference statistics.")
+reference_app = typer.Typer(
+    help="Build, export and import reference statistics.", no_args_is_help=True
+)
 baseline_app = typer.Typer(
     help="Run and train the reference baselines (TAVDiffusion, two-stage).", no_args_is_help=True
 )
@@ -49,17 +52,25 @@ def _not_yet(what: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"tavgbench {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
 ) -> None:
     _state["debug"] = debug
     _state["quiet"] = quiet
-    if version:
-        console.print(f"tavgbench {__version__}")
-        raise typer.Exit(0)
 
 
 # --- validate -------------------------------------------------------------------------------
@@ -357,7 +368,10 @@ def score(
     split: SplitOption,
     reference: Annotated[
         Path | None,
-        typer.Option(help="Folder of real clips (default for the demo split: its reference)."),
+        typer.Option(
+            help="Folder of real clips, a reference name (`tavgbench reference list`) or "
+            "a .tavgref file (default for the demo split: its reference folder)."
+        ),
     ] = None,
     metrics: Annotated[str, typer.Option(help="Comma-separated metrics.")] = (
         "fvd,kvd,clipsim,fad,avhscore"
@@ -412,9 +426,123 @@ def _print_results(document: dict) -> None:
         console.print("[yellow]not comparable: some extractors ran without real weights[/]")
 
 
-@reference_app.callback(invoke_without_command=True)
-def _reference() -> None:
-    _not_yet("`tavgbench reference`")
+# --- reference ------------------------------------------------------------------------------
+
+
+@reference_app.command("build")
+def reference_build(
+    split: SplitOption,
+    videos: Annotated[
+        Path, typer.Option(help="Folder of the real clips: <id>.mp4 (+ <id>.wav) per split id.")
+    ],
+    metrics: Annotated[
+        str, typer.Option(help="Comma-separated metrics the reference serves (fvd, kvd, fad).")
+    ] = "fvd,kvd,fad",
+    name: Annotated[
+        str | None, typer.Option(help="Name to keep it under (default: the split's name).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
+    cache_dir: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
+    allow_partial: Annotated[
+        bool, typer.Option("--allow-partial", help="Leave out clips that fail to decode.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(help="Clips per network batch.")] = 8,
+    workers: Annotated[int, typer.Option(help="Decode worker processes.")] = 0,
+) -> None:
+    """Extract the real clips' features once and record them as a named reference."""
+    from tavgbench.data.splits import resolve_split
+    from tavgbench.harness.reference import build_reference
+    from tavgbench.harness.score import ScoreOptions
+
+    loaded = resolve_split(split)
+    options = ScoreOptions(
+        metrics=[m.strip() for m in metrics.split(",") if m.strip()],
+        device=device,
+        cache_dir=cache_dir,
+        allow_partial=allow_partial,
+        batch_size=batch_size,
+        num_workers=workers,
+    )
+    with console.status("building the reference", spinner="dots") as status:
+        built = build_reference(
+            videos, loaded, options, name=name, on_stage=lambda s: status.update(s)
+        )
+    console.print(
+        f"reference {built.name!r}: {len(built.clip_ids)} clips of {loaded.name} "
+        f"({', '.join(built.extractors)}) recorded in {built.source}"
+    )
+    if built.skipped:
+        shown = ", ".join(f"{k} ({v})" for k, v in list(built.skipped.items())[:5])
+        more = f" and {len(built.skipped) - 5} more" if len(built.skipped) > 5 else ""
+        console.print(f"[yellow]{len(built.skipped)} clips left out:[/] {shown}{more}")
+
+
+@reference_app.command("export")
+def reference_export(
+    name: Annotated[str, typer.Argument(help="Reference name (or its manifest/file).")],
+    out: Annotated[Path, typer.Argument(help="The file to write, e.g. favdbench-test.tavgref.")],
+) -> None:
+    """Write a reference's features and manifest into one safetensors file."""
+    from tavgbench.harness.reference import load_reference
+
+    reference = load_reference(name)
+    with console.status(f"exporting {reference.name}", spinner="dots"):
+        path = reference.export(out)
+    console.print(
+        f"reference {reference.name!r}: {len(reference.clip_ids)} clips written to {path}"
+    )
+
+
+@reference_app.command("import")
+def reference_import(
+    file: Annotated[
+        Path, typer.Argument(help="A .tavgref file from `tavgbench reference export`.")
+    ],
+    name: Annotated[
+        str | None, typer.Option(help="Name to keep it under (default: the name in the file).")
+    ] = None,
+) -> None:
+    """Check an exported reference file and keep it, to score without the real videos."""
+    from tavgbench.harness.reference import import_reference
+
+    with console.status(f"checking {file}", spinner="dots"):
+        reference = import_reference(file, name)
+    split = reference.split
+    console.print(
+        f"reference {reference.name!r}: {len(reference.clip_ids)} clips of {split['name']} "
+        f"(manifest sha256 {split['manifest_sha256'][:12]}…) kept at {reference.source}"
+    )
+
+
+@reference_app.command("list")
+def reference_list() -> None:
+    """The stored references: split, clips, extractors and their protocols."""
+    from tavgbench.harness.reference import load_reference, references_dir, stored_references
+
+    stored = stored_references()
+    if not stored:
+        console.print(f"no references in {references_dir()}; build one with `tavgbench reference "
+                      "build --split SPLIT --videos DIR` or import one")  # fmt: skip
+        return
+    table = Table()
+    for column in ("name", "origin", "split", "clips", "extractors"):
+        table.add_column(column)
+    for name in stored:
+        try:
+            reference = load_reference(name)
+        except TavgbenchError as exc:
+            table.add_row(name, "[red]damaged[/]", "", "", str(exc))
+            continue
+        extractors = "\n".join(
+            f"{e} v{d['version']} {d['protocol'].get('protocol', '')}".rstrip()
+            for e, d in reference.extractors.items()
+        )
+        origin = "built" if reference.origin == "cache" else "imported"
+        table.add_row(
+            name, origin, reference.split["name"], str(len(reference.clip_ids)), extractors
+        )
+    console.print(table)
+    console.print(f"folder: {references_dir()}")
 
 
 @baseline_app.command("list")
@@ -576,9 +704,24 @@ def _leaderboard() -> None:
     _not_yet("`tavgbench leaderboard`")
 
 
+def _click_exceptions() -> tuple[ModuleType, ...]:
+    """The click exception modules in use: typer >= 0.16 vendors its own copy of click."""
+    modules: list[ModuleType] = [click.exceptions]
+    try:
+        from typer._click import exceptions as vendored
+    except ImportError:
+        return tuple(modules)
+    return (*modules, vendored)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: errors become one red line and a non-zero exit, unless --debug."""
     args = list(sys.argv[1:] if argv is None else argv)
+    modules = _click_exceptions()
+    exits = (click.exceptions.Exit, typer.Exit)
+    no_args = tuple(m.NoArgsIsHelpError for m in modules if hasattr(m, "NoArgsIsHelpError"))
+    usage = tuple(m.ClickException for m in modules)
+    aborts = (click.exceptions.Abort, getattr(typer, "Abort", click.exceptions.Abort))
     try:
         result = app(args=args, prog_name="tavgbench", standalone_mode=False)
         return int(result or 0)
@@ -587,12 +730,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         err_console.print(f"[red]error: {exc}[/]", highlight=False, soft_wrap=True)
         return 1
-    except click.exceptions.Exit as exc:
+    except exits as exc:
         return int(exc.exit_code or 0)
-    except click.ClickException as exc:
+    except no_args:
+        return 2  # the group's help has been printed already
+    except usage as exc:
         exc.show()
         return exc.exit_code
-    except click.exceptions.Abort:
+    except aborts:
         err_console.print("[red]aborted[/]")
         return 130
     except KeyboardInterrupt:

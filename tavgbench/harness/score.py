@@ -35,6 +35,7 @@ from tavgbench.harness.extract import (
     load_cached,
     text_embeddings,
 )
+from tavgbench.harness.reference import Reference, resolve_reference
 from tavgbench.metrics import METRICS
 from tavgbench.metrics.base import MetricResult
 
@@ -91,7 +92,7 @@ def _check_scorable(report: SubmissionReport, what: str, allow_partial: bool) ->
 def score_submission(
     submission: str | Path,
     split: Split,
-    reference: str | Path | None,
+    reference: str | Path | Reference | None,
     options: ScoreOptions,
     *,
     extractors: Mapping[str, Extractor] | None = None,
@@ -104,7 +105,10 @@ def score_submission(
     Args:
         submission: folder of ``<id>.mp4`` (+ ``<id>.wav``) files.
         split: the split.
-        reference: folder of real clips in the same layout (needed by FVD, KVD, FAD).
+        reference: what FVD, KVD and FAD compare against: a folder of real clips in the same
+            layout, a :class:`~tavgbench.harness.reference.Reference`, the name of a stored
+            reference, or a reference file (see
+            :func:`~tavgbench.harness.reference.resolve_reference`).
         options: metrics, device, cache and bootstrap settings.
         extractors: prebuilt extractors by name; the default loads real checkpoints from the
             weights cache. Extractors without a weights sha256 (random test models) make the
@@ -127,15 +131,22 @@ def score_submission(
     sources = _valid_sources(report)
     ref_sources: list[ClipSource] = []
     ref_report = None
+    stored: Reference | None = None
     if any(s.needs_reference for s in specs):
         if reference is None:
             raise TavgbenchError(
-                "FVD, KVD and FAD compare against real clips: give --reference FOLDER"
+                "FVD, KVD and FAD compare against real clips: give --reference FOLDER, the "
+                "name of a reference (`tavgbench reference list`) or a reference file"
             )
-        stage("validating the reference clips")
-        ref_report = validate_submission(reference, split)
-        _check_scorable(ref_report, "reference", True)
-        ref_sources = _valid_sources(ref_report)
+        resolved = resolve_reference(reference)
+        if isinstance(resolved, Reference):
+            resolved.check_split(split)
+            stored = resolved
+        else:
+            stage("validating the reference clips")
+            ref_report = validate_submission(resolved, split)
+            _check_scorable(ref_report, "reference", True)
+            ref_sources = _valid_sources(ref_report)
     timings["validate"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -149,6 +160,11 @@ def score_submission(
             loaded[name] = load_extractor(
                 name, options.device, **dict(options.extractor_options.get(name, {}))
             )
+    if stored is not None:
+        # Refuse stale reference features before any clip is extracted.
+        for spec in specs:
+            if spec.needs_reference:
+                stored.check(loaded[spec.extractor].describe())
     timings["load"] = time.perf_counter() - started
 
     cache = FeatureCache(options.cache_dir or config.home() / "features")
@@ -192,7 +208,7 @@ def score_submission(
     stage("computing metrics")
     results: dict[str, MetricResult] = {}
     ids = [s.id for s in sources]
-    ref_ids = [s.id for s in ref_sources]
+    ref_ids = stored.clip_ids if stored is not None else [s.id for s in ref_sources]
     captions = {e.id: e.caption for e in split.entries}
     for spec in specs:
         extractor = loaded[spec.extractor]
@@ -204,13 +220,26 @@ def score_submission(
             )
         if spec.name == "fad":
             kwargs["infinity"] = options.fad_infinity
-        ref_features = load_cached(ref_sources, extractor, cache) if spec.needs_reference else None
+        ref_features = None
+        if spec.needs_reference:
+            ref_features = (
+                stored.features(extractor.describe())
+                if stored is not None
+                else load_cached(ref_sources, extractor, cache)
+            )
         results[spec.name] = spec.compute(generated, ref_features, ids, ref_ids, **kwargs)
     timings["metrics"] = time.perf_counter() - started
 
     skipped = {c.id: "; ".join(c.problems) for c in report.invalid}
     skipped |= {k.split(":", 1)[1]: v for k, v in failed.items() if k.startswith("submission:")}
     comparable = all(e.weights_sha256 for e in loaded.values())
+    reference_section: dict[str, Any] | None = None
+    if stored is not None:
+        reference_section = {"path": str(stored.source.resolve()), "name": stored.name,
+                             "valid": stored.manifest["valid"], "scored": len(ref_ids)}  # fmt: skip
+    elif ref_report is not None:
+        reference_section = {"path": str(Path(str(reference)).resolve()), "name": None,
+                             "valid": len(ref_report.valid), "scored": len(ref_ids)}  # fmt: skip
     return {
         "schema": SCHEMA,
         "toolkit": {"name": "tavgbench", "version": __version__, "git": _git_hash()},
@@ -223,13 +252,7 @@ def score_submission(
             "scored": len(ids),
             "skipped": skipped,
         },
-        "reference": None
-        if ref_report is None
-        else {
-            "path": str(Path(str(reference)).resolve()),
-            "valid": len(ref_report.valid),
-            "scored": len(ref_ids),
-        },
+        "reference": reference_section,
         "metrics": {
             name: {
                 "value": r.value,
