@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, NoReturn
@@ -403,13 +405,54 @@ def score(
         num_workers=workers,
         fad_infinity=fad_infinity,
     )
-    with console.status("scoring", spinner="dots") as status:
+    with _clip_progress() as (on_stage, on_clips):
         document = score_submission(
-            submission, loaded, reference, options, on_stage=lambda s: status.update(s)
+            submission, loaded, reference, options, on_stage=on_stage, on_clips=on_clips
         )
     _print_results(document)
     results_path, csv_path = write_results(document, out or submission / "results.json")
     console.print(f"results: {results_path}  per-clip: {csv_path}")
+
+
+@contextmanager
+def _clip_progress() -> Iterator[tuple[Callable[[str], None], Callable[[str, int], Callable]]]:
+    """Rich progress: one line for the current stage, a bar with clips/s and ETA per extraction."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("[progress.data.speed]{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=_state["quiet"],
+    )
+    stage_task = progress.add_task("starting", total=None, rate="")
+
+    def on_stage(text: str) -> None:
+        progress.update(stage_task, description=text)
+
+    def on_clips(label: str, total: int) -> Callable[[int], None]:
+        task = progress.add_task(f"{label} features", total=total, rate="")
+
+        def advance(done: int) -> None:
+            progress.advance(task, done)
+            speed = progress.tasks[task].speed
+            progress.update(task, rate=f"{speed:.2f} clips/s" if speed else "")
+
+        return advance
+
+    with progress:
+        yield on_stage, on_clips
 
 
 def _print_results(document: dict) -> None:

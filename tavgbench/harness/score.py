@@ -97,6 +97,7 @@ def score_submission(
     *,
     extractors: Mapping[str, Extractor] | None = None,
     on_stage: Callable[[str], None] | None = None,
+    on_clips: Callable[[str, int], Callable[[int], None]] | None = None,
     rank: int = 0,
     world_size: int = 1,
 ) -> dict[str, Any]:
@@ -114,6 +115,9 @@ def score_submission(
             weights cache. Extractors without a weights sha256 (random test models) make the
             results ``comparable: false``.
         on_stage: called with a short description as each stage starts.
+        on_clips: called with a label and a clip count as an extraction starts; returns the
+            function that is called with the number of clips finished after each batch
+            (progress bars with clips/s and ETA).
         rank: this process's rank under torch.distributed (only rank 0 computes metrics).
         world_size: number of ranks.
     """
@@ -185,6 +189,7 @@ def score_submission(
             num_workers=options.num_workers,
             rank=rank,
             world_size=world_size,
+            on_progress=on_clips(label, len(clips)) if on_clips else None,
         )
         if extraction.failed:
             if not options.allow_partial:
@@ -278,15 +283,27 @@ def score_submission(
     }
 
 
+def per_sample_path(results: str | Path) -> Path:
+    """The per-clip table written beside a results file.
+
+    ``results.json`` gets ``per_sample.csv``; any other name ``<stem>.per_sample.csv``, so several
+    results in one folder keep their own tables.
+    """
+    results = Path(results)
+    if results.name == "results.json":
+        return results.with_name("per_sample.csv")
+    return results.with_name(f"{results.stem}.per_sample.csv")
+
+
 def write_results(document: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
-    """Write ``results.json`` and ``per_sample.csv`` beside it, atomically."""
+    """Write ``results.json`` and its per-clip table (:func:`per_sample_path`), atomically."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     per_sample: dict[str, dict[str, float]] = document.pop("_per_sample", {})
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     os.replace(tmp, out)
-    csv_path = out.with_name("per_sample.csv")
+    csv_path = per_sample_path(out)
     ids = sorted({i for values in per_sample.values() for i in values})
     columns = sorted(per_sample)
     tmp_csv = csv_path.with_name(f".{csv_path.name}.{os.getpid()}.tmp")
