@@ -24,6 +24,14 @@ BASELINES: dict[str, tuple[str, str]] = {
         "bridge and the EAS loss",
         "tavgbench.baselines.tavdiffusion.pipeline:TAVDiffusionPipeline.load",
     ),
+    "animatediff-audioldm": (
+        "Two-stage: AnimateDiff (SD 1.5 + motion adapter) video, AudioLDM audio from the prompt",
+        "tavgbench.baselines.twostage.pipeline:AnimateDiffAudioLDM.load",
+    ),
+    "animatediff-difffoley": (
+        "Two-stage: AnimateDiff video, then Diff-Foley audio from the generated frames",
+        "tavgbench.baselines.twostage.pipeline:AnimateDiffDiffFoley.load",
+    ),
 }
 
 EXTRA_HINT = "install the baselines extra: pip install 'tavgbench[baselines]'"

@@ -1,0 +1,410 @@
+"""Configurations of the two-stage baselines: ``default`` (published weights) and ``tiny`` (CPU).
+
+A configuration is plain data (JSON on disk). Each component comes from a pretrained source (a
+Hugging Face repository id or a local folder, plus a subfolder) or, where ``source`` is empty, is
+built at random from ``config``; ``tiny`` builds every component that way, so a whole run takes
+seconds on a CPU and needs no download.
+
+Weights of ``default`` and their licences (several forbid commercial use):
+
+* Stable Diffusion 1.5 (``stable-diffusion-v1-5/stable-diffusion-v1-5``): CreativeML OpenRAIL-M.
+* AnimateDiff motion adapter v1-5-2 (``guoyww/animatediff-motion-adapter-v1-5-2``): Apache-2.0.
+* AudioLDM-S-full-v2 (``cvssp/audioldm-s-full-v2``): CC BY-NC-SA 4.0 (research only).
+* Diff-Foley (``cavp_epoch66.ckpt``, ``ldm_epoch240.ckpt`` from the authors' release, Hugging
+  Face ``SimianLuo/Diff-Foley``): code Apache-2.0; the checkpoints are released for research.
+
+What the references leave open and we chose is named where it is set.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from tavgbench.baselines.tavdiffusion.config import ComponentSpec
+from tavgbench.errors import TavgbenchError
+
+SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+ANIMATEDIFF = "guoyww/animatediff-motion-adapter-v1-5-2"
+AUDIOLDM = "cvssp/audioldm-s-full-v2"
+DIFF_FOLEY = "SimianLuo/Diff-Foley"
+
+VIDEO_COMPONENTS = ("tokenizer", "text_encoder", "vae", "unet", "motion_adapter")
+AUDIOLDM_COMPONENTS = (
+    "clap_tokenizer",
+    "clap_text_encoder",
+    "audio_unet",
+    "audio_vae",
+    "vocoder",
+)
+DIFF_FOLEY_COMPONENTS = ("cavp", "foley_unet", "foley_vae", "foley_condition")
+
+
+class ConfigError(TavgbenchError):
+    """A two-stage configuration is unknown or malformed."""
+
+
+@dataclass(frozen=True)
+class TwoStageConfig:
+    """One two-stage baseline: a text-to-video model, then an audio model.
+
+    ``audio_model`` is ``audioldm`` (text to audio from the same prompt) or ``difffoley`` (video
+    to audio from the generated frames). The soundtrack lasts ``num_frames / fps`` seconds.
+    """
+
+    name: str
+    audio_model: str
+    components: dict[str, ComponentSpec]
+    # video: AnimateDiff's defaults (16 frames at 8 fps, 512x512, DDIM 25 steps, CFG 7.5)
+    height: int = 512
+    width: int = 512
+    num_frames: int = 16
+    fps: float = 8.0
+    max_text_length: int = 77
+    video_steps: int = 25
+    video_guidance: float = 7.5
+    # AnimateDiff's sampling schedule (its inference config: linear betas, DDIM, linspace).
+    video_beta_start: float = 0.00085
+    video_beta_end: float = 0.012
+    video_beta_schedule: str = "linear"
+    vae_chunk: int = 16
+    # audio: AudioLDM's schedule (DDIM on scaled-linear betas 0.0015-0.0195) and CFG 2.5.
+    # Steps: the diffusers AudioLDM default is 10; we take 50 (AudioLDM's paper used 200).
+    audio_steps: int = 50
+    audio_guidance: float = 2.5
+    audio_beta_start: float = 0.0015
+    audio_beta_end: float = 0.0195
+    audio_beta_schedule: str = "scaled_linear"
+    max_clap_length: int = 512
+    # Diff-Foley: CAVP at 4 fps on 224x224 frames, latents 2 columns per CAVP frame (64 per
+    # 32-frame window), CFG 4.5 with zero unconditional context; 25 DPM-Solver steps.
+    cavp_fps: float = 4.0
+    cavp_size: int = 224
+    foley_window: int = 32
+    foley_latent_per_frame: int = 2
+    foley_steps: int = 25
+    foley_guidance: float = 4.5
+    foley_beta_start: float = 0.00085
+    foley_beta_end: float = 0.012
+    foley_scale_factor: float = 0.18215
+    # Diff-Foley's spectrogram: 128 mels, n_fft 1024, hop 256 at 16 kHz, values
+    # (20 log10(max(mel, 1e-5)) - 20 + 100) / 100 clipped to [0, 1]. Its inverse builds the mel
+    # filters at 22,050 Hz (fmin 125, fmax 7600) though the audio is 16 kHz; we keep that.
+    foley_sample_rate: int = 16000
+    foley_n_fft: int = 1024
+    foley_hop: int = 256
+    foley_fmin: float = 125.0
+    foley_fmax: float = 7600.0
+    foley_inverse_filter_rate: int = 22050
+    griffin_lim_iters: int = 32
+    griffin_lim_momentum: float = 0.99
+
+    def __post_init__(self) -> None:
+        needed = VIDEO_COMPONENTS + (
+            AUDIOLDM_COMPONENTS if self.audio_model == "audioldm" else DIFF_FOLEY_COMPONENTS
+        )
+        if self.audio_model not in ("audioldm", "difffoley"):
+            raise ConfigError(
+                f"config {self.name!r}: audio_model must be audioldm or difffoley, "
+                f"got {self.audio_model!r}"
+            )
+        missing = [c for c in needed if c not in self.components]
+        if missing:
+            raise ConfigError(f"config {self.name!r}: components missing: {', '.join(missing)}")
+        if self.height % 8 or self.width % 8:
+            raise ConfigError(
+                f"config {self.name!r}: height and width must be multiples of 8, "
+                f"got {self.height}x{self.width}"
+            )
+        if self.num_frames < 1 or self.fps <= 0:
+            raise ConfigError(f"config {self.name!r}: num_frames and fps must be positive")
+
+    @property
+    def duration(self) -> float:
+        """Seconds of video, and so of soundtrack."""
+        return self.num_frames / self.fps
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TwoStageConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown two-stage config keys: {', '.join(unknown)}")
+        data = dict(data)
+        data["components"] = {
+            name: spec if isinstance(spec, ComponentSpec) else ComponentSpec(**spec)
+            for name, spec in data.get("components", {}).items()
+        }
+        return cls(**data)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    def with_options(self, **options: Any) -> TwoStageConfig:
+        try:
+            return replace(self, **options)
+        except TypeError as exc:
+            raise ConfigError(f"config {self.name!r}: {exc}") from exc
+
+
+def _video_default() -> dict[str, ComponentSpec]:
+    return {
+        "tokenizer": ComponentSpec(SD15, "tokenizer"),
+        "text_encoder": ComponentSpec(SD15, "text_encoder"),
+        "vae": ComponentSpec(SD15, "vae"),
+        "unet": ComponentSpec(SD15, "unet"),
+        "motion_adapter": ComponentSpec(ANIMATEDIFF),
+    }
+
+
+def _video_tiny() -> dict[str, ComponentSpec]:
+    text_dim = 16
+    return {
+        "tokenizer": ComponentSpec(config={"max_length": 16}),
+        "text_encoder": ComponentSpec(
+            config={
+                "vocab_size": 258,
+                "hidden_size": text_dim,
+                "intermediate_size": 32,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "max_position_embeddings": 16,
+                "projection_dim": text_dim,
+                "bos_token_id": 256,
+                "eos_token_id": 257,
+                "pad_token_id": 257,
+            }
+        ),
+        "vae": ComponentSpec(
+            config={
+                "block_out_channels": [8, 8, 8, 8],
+                "layers_per_block": 1,
+                "norm_num_groups": 4,
+                "in_channels": 3,
+                "out_channels": 3,
+                "latent_channels": 4,
+                "down_block_types": ["DownEncoderBlock2D"] * 4,
+                "up_block_types": ["UpDecoderBlock2D"] * 4,
+            }
+        ),
+        "unet": ComponentSpec(
+            config={
+                "sample_size": 4,
+                "in_channels": 4,
+                "out_channels": 4,
+                "block_out_channels": [8, 16],
+                "layers_per_block": 1,
+                "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+                "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+                "cross_attention_dim": text_dim,
+                "attention_head_dim": 4,
+                "norm_num_groups": 4,
+            }
+        ),
+        "motion_adapter": ComponentSpec(
+            config={
+                "block_out_channels": [8, 16],
+                "motion_layers_per_block": 1,
+                "motion_num_attention_heads": 2,
+                "motion_norm_num_groups": 4,
+                "motion_max_seq_length": 32,
+            }
+        ),
+    }
+
+
+def _audioldm_default() -> dict[str, ComponentSpec]:
+    return {
+        "clap_tokenizer": ComponentSpec(AUDIOLDM, "tokenizer"),
+        "clap_text_encoder": ComponentSpec(AUDIOLDM, "text_encoder"),
+        "audio_unet": ComponentSpec(AUDIOLDM, "unet"),
+        "audio_vae": ComponentSpec(AUDIOLDM, "vae"),
+        "vocoder": ComponentSpec(AUDIOLDM, "vocoder"),
+    }
+
+
+def _audioldm_tiny() -> dict[str, ComponentSpec]:
+    clap_dim = 16
+    return {
+        "clap_tokenizer": ComponentSpec(config={"max_length": 16}),
+        "clap_text_encoder": ComponentSpec(
+            config={
+                "vocab_size": 258,
+                "hidden_size": 16,
+                "intermediate_size": 32,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                # Roberta-style positions start after the padding index: 16 tokens + 2.
+                "max_position_embeddings": 20,
+                "projection_dim": clap_dim,
+                "pad_token_id": 1,
+            }
+        ),
+        "audio_unet": ComponentSpec(
+            config={
+                "sample_size": 8,
+                "in_channels": 8,
+                "out_channels": 8,
+                "block_out_channels": [8, 16],
+                "layers_per_block": 1,
+                "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+                "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+                # AudioLDM: no text cross-attention (the attention attends to itself); the
+                # CLAP embedding enters as a class embedding concatenated to the time embedding.
+                "cross_attention_dim": [8, 16],
+                "attention_head_dim": 4,
+                "norm_num_groups": 4,
+                "class_embed_type": "simple_projection",
+                "projection_class_embeddings_input_dim": clap_dim,
+                "class_embeddings_concat": True,
+            }
+        ),
+        "audio_vae": ComponentSpec(
+            config={
+                "block_out_channels": [8, 8, 8],
+                "layers_per_block": 1,
+                "norm_num_groups": 4,
+                "in_channels": 1,
+                "out_channels": 1,
+                "latent_channels": 8,
+                "down_block_types": ["DownEncoderBlock2D"] * 3,
+                "up_block_types": ["UpDecoderBlock2D"] * 3,
+            }
+        ),
+        "vocoder": ComponentSpec(config=_tiny_vocoder()),
+    }
+
+
+def _tiny_vocoder() -> dict[str, Any]:
+    return {
+        "model_in_dim": 64,
+        "sampling_rate": 16000,
+        "upsample_initial_channel": 16,
+        "upsample_rates": [4, 4, 10],
+        "upsample_kernel_sizes": [8, 8, 20],
+        "resblock_kernel_sizes": [3],
+        "resblock_dilation_sizes": [[1, 3]],
+        "normalize_before": False,
+        # Large enough that the untrained vocoder is audible (validation refuses silence).
+        "initializer_range": 0.1,
+    }
+
+
+def _difffoley_default() -> dict[str, ComponentSpec]:
+    # Both files come from the Diff-Foley release; `source` names the folder holding them.
+    return {
+        "cavp": ComponentSpec(DIFF_FOLEY, "diff_foley_ckpt/cavp_epoch66.ckpt"),
+        "foley_unet": ComponentSpec(DIFF_FOLEY, "diff_foley_ckpt/ldm_epoch240.ckpt"),
+        "foley_vae": ComponentSpec(DIFF_FOLEY, "diff_foley_ckpt/ldm_epoch240.ckpt"),
+        "foley_condition": ComponentSpec(DIFF_FOLEY, "diff_foley_ckpt/ldm_epoch240.ckpt"),
+    }
+
+
+def _difffoley_tiny() -> dict[str, ComponentSpec]:
+    context = 16
+    return {
+        "cavp": ComponentSpec(
+            config={"stage_blocks": [1, 1, 1, 1], "base_channels": 4, "embed_dim": 8}
+        ),
+        "foley_condition": ComponentSpec(
+            config={"origin_dim": 8, "embed_dim": context, "seq_len": 40}
+        ),
+        "foley_unet": ComponentSpec(
+            config={
+                "sample_size": 8,
+                "in_channels": 4,
+                "out_channels": 4,
+                "block_out_channels": [8, 16],
+                "layers_per_block": 1,
+                "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+                "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+                "cross_attention_dim": context,
+                "attention_head_dim": 4,
+                "norm_num_groups": 4,
+            }
+        ),
+        "foley_vae": ComponentSpec(
+            config={
+                "block_out_channels": [8, 8, 8, 8],
+                "layers_per_block": 1,
+                "norm_num_groups": 4,
+                "in_channels": 3,
+                "out_channels": 3,
+                "latent_channels": 4,
+                "down_block_types": ["DownEncoderBlock2D"] * 4,
+                "up_block_types": ["UpDecoderBlock2D"] * 4,
+            }
+        ),
+    }
+
+
+_TINY_MEDIA: dict[str, Any] = {
+    "height": 32,
+    "width": 32,
+    "num_frames": 10,
+    "fps": 5.0,
+    "max_text_length": 16,
+    "max_clap_length": 16,
+    "vae_chunk": 8,
+    "video_steps": 2,
+    "video_guidance": 2.0,
+    "audio_steps": 2,
+    "foley_steps": 2,
+    "cavp_size": 32,
+    "griffin_lim_iters": 4,
+}
+
+
+def audioldm_default() -> TwoStageConfig:
+    return TwoStageConfig("default", "audioldm", {**_video_default(), **_audioldm_default()})
+
+
+def audioldm_tiny() -> TwoStageConfig:
+    return TwoStageConfig("tiny", "audioldm", {**_video_tiny(), **_audioldm_tiny()}, **_TINY_MEDIA)
+
+
+def difffoley_default() -> TwoStageConfig:
+    return TwoStageConfig("default", "difffoley", {**_video_default(), **_difffoley_default()})
+
+
+def difffoley_tiny() -> TwoStageConfig:
+    return TwoStageConfig(
+        "tiny", "difffoley", {**_video_tiny(), **_difffoley_tiny()}, **_TINY_MEDIA
+    )
+
+
+PRESETS = {
+    "audioldm": {"default": audioldm_default, "tiny": audioldm_tiny},
+    "difffoley": {"default": difffoley_default, "tiny": difffoley_tiny},
+}
+
+
+def load_config(name_or_path: str | Path | TwoStageConfig, audio_model: str) -> TwoStageConfig:
+    """A preset (``default``, ``tiny``) of ``audio_model``, a config, or a JSON file."""
+    if isinstance(name_or_path, TwoStageConfig):
+        config = name_or_path
+    elif str(name_or_path) in PRESETS[audio_model]:
+        return PRESETS[audio_model][str(name_or_path)]()
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ConfigError(
+                f"{name_or_path}: not a preset ({', '.join(PRESETS[audio_model])}) "
+                "nor a config file"
+            )
+        try:
+            config = TwoStageConfig.from_dict(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read the config as JSON ({exc})") from exc
+    if config.audio_model != audio_model:
+        raise ConfigError(
+            f"config {config.name!r} is for audio model {config.audio_model!r}, not {audio_model!r}"
+        )
+    return config

@@ -1,0 +1,155 @@
+"""The two-stage baselines behind the shared generation interface.
+
+* ``animatediff-audioldm``: AnimateDiff makes the video from the prompt, AudioLDM makes the
+  soundtrack from the same prompt (the two never see each other).
+* ``animatediff-difffoley``: AnimateDiff makes the video, Diff-Foley makes the soundtrack from
+  the generated frames (video to audio).
+
+Each clip's two stages draw their noise from the clip's own seed (offset per stage), so a clip
+does not depend on its batch or on the clips before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tavgbench.baselines.interface import AudibleClip, TextToAudibleVideo
+from tavgbench.baselines.twostage.config import ConfigError, TwoStageConfig, load_config
+from tavgbench.baselines.twostage.video import AnimateDiffVideo
+
+
+def _no_checkpoint(name: str, checkpoint: str | Path | None) -> None:
+    if checkpoint is not None:
+        raise ConfigError(
+            f"{name} takes no --checkpoint: its parts come from the config's sources "
+            "(Hugging Face ids or local folders); write a config JSON that points at local copies"
+        )
+
+
+class TwoStageBase(TextToAudibleVideo):
+    """Shared by both baselines: the video stage, step and guidance overrides, describe()."""
+
+    def __init__(
+        self,
+        config: TwoStageConfig,
+        video: AnimateDiffVideo,
+        *,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+    ) -> None:
+        self.config = config
+        self.video = video
+        # The CLI's --steps/--guidance apply to the video stage; the audio stage keeps its own.
+        self.num_inference_steps = num_inference_steps or config.video_steps
+        self.guidance_scale = config.video_guidance if guidance_scale is None else guidance_scale
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "config": self.config.name,
+            "num_inference_steps": self.num_inference_steps,
+            "guidance_scale": self.guidance_scale,
+            "components": {
+                k: f"{v.source}/{v.subfolder}".rstrip("/") if v.pretrained else "random"
+                for k, v in sorted(self.config.components.items())
+            },
+        }
+
+    def _frames(self, prompts: Sequence[str], seeds: Sequence[int]) -> np.ndarray:
+        if len(prompts) != len(seeds):
+            raise ValueError("generate: one seed per prompt")
+        return self.video.generate(
+            list(prompts),
+            list(seeds),
+            num_inference_steps=self.num_inference_steps,
+            guidance_scale=self.guidance_scale,
+        )
+
+
+class AnimateDiffAudioLDM(TwoStageBase):
+    """AnimateDiff video and AudioLDM audio, both from the prompt."""
+
+    name = "animatediff-audioldm"
+
+    def __init__(self, config: TwoStageConfig, video: AnimateDiffVideo, audio: Any, **kw: Any):
+        super().__init__(config, video, **kw)
+        self.audio = audio
+
+    @classmethod
+    def load(
+        cls,
+        checkpoint: str | Path | None = None,
+        *,
+        config: str | Path | TwoStageConfig | None = None,
+        device: str = "cpu",
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+    ) -> AnimateDiffAudioLDM:
+        """Build from a preset (``default``: published weights; ``tiny``: random) or JSON."""
+        from tavgbench.baselines.twostage.audioldm import AudioLDM
+
+        _no_checkpoint(cls.name, checkpoint)
+        cfg = load_config(config or "default", "audioldm")
+        return cls(
+            cfg,
+            AnimateDiffVideo(cfg, device),
+            AudioLDM(cfg, device),
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+        )
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[AudibleClip]:
+        frames = self._frames(prompts, seeds)
+        waves = self.audio.generate(list(prompts), list(seeds), self.config.duration)
+        rate = self.audio.sample_rate
+        return [
+            AudibleClip(frames[i], self.config.fps, waves[i], rate) for i in range(len(prompts))
+        ]
+
+
+class AnimateDiffDiffFoley(TwoStageBase):
+    """AnimateDiff video, then Diff-Foley audio from the generated frames."""
+
+    name = "animatediff-difffoley"
+
+    def __init__(self, config: TwoStageConfig, video: AnimateDiffVideo, audio: Any, **kw: Any):
+        super().__init__(config, video, **kw)
+        self.audio = audio
+
+    @classmethod
+    def load(
+        cls,
+        checkpoint: str | Path | None = None,
+        *,
+        config: str | Path | TwoStageConfig | None = None,
+        device: str = "cpu",
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+    ) -> AnimateDiffDiffFoley:
+        """As :meth:`AnimateDiffAudioLDM.load`; ``checkpoint`` is the folder holding Diff-Foley's
+        ``cavp_epoch66.ckpt`` and ``ldm_epoch240.ckpt`` (overrides the config's source)."""
+        from tavgbench.baselines.twostage.difffoley import DiffFoley
+
+        cfg = load_config(config or "default", "difffoley")
+        return cls(
+            cfg,
+            AnimateDiffVideo(cfg, device),
+            DiffFoley.build(cfg, checkpoint_dir=checkpoint, device=device),
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+        )
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[AudibleClip]:
+        frames = self._frames(prompts, seeds)
+        waves = self.audio.generate(frames, self.config.fps, list(seeds), self.config.duration)
+        rate = self.audio.sample_rate
+        return [
+            AudibleClip(frames[i], self.config.fps, waves[i], rate) for i in range(len(prompts))
+        ]
