@@ -31,7 +31,9 @@ reference_app = typer.Typer(
 baseline_app = typer.Typer(
     help="Run and train the reference baselines (TAVDiffusion, two-stage).", no_args_is_help=True
 )
-data_app = typer.Typer(help="Prepare training data (webdataset shards).", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Prepare training data: cut clips, caption statistics, shards.", no_args_is_help=True
+)
 leaderboard_app = typer.Typer(help="Add entries and build the leaderboard.")
 app.add_typer(weights_app, name="weights")
 app.add_typer(split_app, name="split")
@@ -274,6 +276,175 @@ def weights_verify(
             failed = True
             err_console.print(f"[red]{name}: {exc}[/]")
     raise typer.Exit(1 if failed else 0)
+
+
+# --- annotate and data tools -----------------------------------------------------------
+
+
+@data_app.command("prepare")
+def data_prepare(
+    segments: Annotated[
+        Path, typer.Option("--segments", help="AudioSet segment CSV (YTID, start, end, labels).")
+    ],
+    videos: Annotated[Path, typer.Option("--videos", help="Folder of <ytid>.mp4 (.mkv, .webm).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for <ytid>_<start_ms>_<end_ms>.mp4.")],
+    max_side: Annotated[
+        int, typer.Option("--max-side", help="Shrink frames to this longer side (0 keeps).")
+    ] = 0,
+    workers: Annotated[int, typer.Option("--workers", help="Parallel processes.")] = 1,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write written/existing/failed as JSON.")
+    ] = None,
+) -> None:
+    """Cut AudioSet-style segments from local source videos into H.264 + AAC clips."""
+    import json
+
+    from rich.progress import Progress
+
+    from tavgbench.data.prepare import load_segments, prepare_clips
+
+    rows = load_segments(segments)
+    with Progress(console=err_console, disable=_state["quiet"]) as progress:
+        task = progress.add_task(f"clips -> {out}", total=None)
+        report = prepare_clips(
+            rows,
+            videos,
+            out,
+            max_side=max_side or None,
+            workers=workers,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    for clip_id, reason in list(report.failed.items())[:50]:
+        err_console.print(f"[yellow]{clip_id}[/]: {reason}", highlight=False, soft_wrap=True)
+    if len(report.failed) > 50:
+        err_console.print(f"... and {len(report.failed) - 50} more (see --json)")
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.as_dict(), indent=2) + "\n", encoding="utf-8")
+    console.print(
+        f"{out}: {len(report.written)} written, {len(report.existing)} already there, "
+        f"{len(report.failed)} failed"
+    )
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@data_app.command("stats")
+def data_stats(
+    captions: Annotated[
+        Path, typer.Argument(help="release_captions.txt, a manifest CSV/JSONL, or annotate JSONL.")
+    ],
+    clips: Annotated[
+        Path | None, typer.Option("--clips", help="Measure durations from <id>.mp4 here.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the row as CSV.")] = None,
+) -> None:
+    """The paper's Table 1 columns: clips, hours, sentences and words per caption."""
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from tavgbench.data.stats import caption_stats, clip_durations, load_captions, write_stats_csv
+
+    entries = load_captions(captions)
+    durations = None
+    if clips is not None:
+        with Progress(console=err_console, disable=_state["quiet"]) as progress:
+            task = progress.add_task("probing clips", total=len(entries))
+            durations = clip_durations(
+                [e.id for e in entries],
+                clips,
+                progress=lambda done, total: progress.update(task, completed=done),
+            )
+    stats = caption_stats(entries, durations=durations, source=str(captions))
+    table = Table("clips", "hours", "sentences / caption", "words / caption", title=str(captions))
+    table.add_row(
+        f"{stats.clips:,}",
+        f"{stats.hours:,.2f}",
+        f"{stats.sentences_per_caption:.2f}",
+        f"{stats.words_per_caption:.2f}",
+    )
+    console.print(table)
+    if stats.clips_without_duration:
+        err_console.print(
+            f"[yellow]{stats.clips_without_duration} clips have no known duration "
+            f"(not in hours; durations from {stats.duration_source})[/]"
+        )
+    console.print(
+        "sentences end at . ! ? followed by whitespace or the end; words are whitespace tokens "
+        "with a letter or digit"
+    )
+    if out is not None:
+        console.print(f"written: {write_stats_csv(out, stats)}")
+
+
+@app.command()
+def annotate(
+    clips: Annotated[Path, typer.Argument(help="Folder of <id>.mp4 clips with audio.")],
+    out: Annotated[Path, typer.Option("--out", help="JSONL output (appended; done ids skipped).")],
+    llm_base_url: Annotated[
+        str, typer.Option("--llm-base-url", help="OpenAI-compatible API root, e.g. .../v1.")
+    ],
+    llm_model: Annotated[str, typer.Option("--llm-model", help="Chat model name.")],
+    llm_key_env: Annotated[
+        str, typer.Option("--llm-key-env", help="Environment variable holding the API key.")
+    ] = "OPENAI_API_KEY",
+    frame_model: Annotated[
+        str, typer.Option("--frame-model", help="BLIP-2 checkpoint (hub id or folder).")
+    ] = "Salesforce/blip2-opt-2.7b",
+    audio_model: Annotated[
+        str, typer.Option("--audio-model", help="Qwen2-Audio checkpoint (hub id or folder).")
+    ] = "Qwen/Qwen2-Audio-7B-Instruct",
+    num_frames: Annotated[int, typer.Option("--frames", help="Frames captioned per clip.")] = 8,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per batch.")] = 4,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="LLM requests in flight.")] = 8,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, ...")] = "cpu",
+    dtype: Annotated[
+        str, typer.Option("--dtype", help="Model dtype: auto, float32, float16, bfloat16.")
+    ] = "auto",
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option("--llm-cache", help="LLM response cache (default $TAVGBENCH_HOME/llm)."),
+    ] = None,
+) -> None:
+    """Caption clips: BLIP-2 frame captions, an audio caption, and an LLM merge (TAVGBench)."""
+    import os
+
+    from rich.progress import Progress
+
+    from tavgbench import config
+    from tavgbench.annotate import ChatClient, annotate_clips
+    from tavgbench.annotate.captioners import Blip2FrameCaptioner, Qwen2AudioCaptioner
+
+    llm = ChatClient(
+        llm_base_url,
+        llm_model,
+        api_key=os.environ.get(llm_key_env) or None,
+        cache_dir=cache_dir or config.home() / "llm",
+    )
+    with console.status("loading captioners", spinner="dots"):
+        frames = Blip2FrameCaptioner.from_pretrained(frame_model, device=device, dtype=dtype)
+        audio = Qwen2AudioCaptioner.from_pretrained(audio_model, device=device, dtype=dtype)
+    with Progress(console=err_console, disable=_state["quiet"]) as progress:
+        task = progress.add_task(f"captions -> {out}", total=None)
+        report = annotate_clips(
+            clips,
+            out,
+            frame_captioner=frames,
+            audio_captioner=audio,
+            llm=llm,
+            num_frames=num_frames,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    for clip_id, reason in list(report.failed.items())[:50]:
+        err_console.print(f"[yellow]{clip_id}[/]: {reason}", highlight=False, soft_wrap=True)
+    console.print(
+        f"{out}: {len(report.written)} captioned, {len(report.skipped)} already done, "
+        f"{len(report.failed)} failed; LLM requests {llm.requests_sent}, "
+        f"cache hits {llm.cache_hits}"
+    )
+    if report.failed:
+        raise typer.Exit(1)
 
 
 # --- demo -----------------------------------------------------------------------------------
