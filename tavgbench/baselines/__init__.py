@@ -32,6 +32,10 @@ BASELINES: dict[str, tuple[str, str]] = {
         "Two-stage: AnimateDiff video, then Diff-Foley audio from the generated frames",
         "tavgbench.baselines.twostage.pipeline:AnimateDiffDiffFoley.load",
     ),
+    "audioldm-tempotokens": (
+        "Two-stage: AudioLDM audio from the prompt, then TempoTokens (ZeroScope) video from it",
+        "tavgbench.baselines.twostage.pipeline:AudioLDMTempoTokens.load",
+    ),
 }
 
 EXTRA_HINT = "install the baselines extra: pip install 'tavgbench[baselines]'"

@@ -12,6 +12,12 @@ Weights of ``default`` and their licences (several forbid commercial use):
 * AudioLDM-S-full-v2 (``cvssp/audioldm-s-full-v2``): CC BY-NC-SA 4.0 (research only).
 * Diff-Foley (``cavp_epoch66.ckpt``, ``ldm_epoch240.ckpt`` from the authors' release, Hugging
   Face ``SimianLuo/Diff-Foley``): code Apache-2.0; the checkpoints are released for research.
+* ZeroScope v2 576w (``cerspense/zeroscope_v2_576w``): CC BY-NC 4.0 (its model card; built on
+  ModelScope text-to-video, itself CC BY-NC 4.0).
+* BEATs iter3+ AS2M fine-tuned (``BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt``, Microsoft's
+  unilm release): MIT.
+* TempoTokens mapper (``vggsound/learned_embeds.pth`` from the authors' Google Drive): the
+  repository is MIT; the weights carry no separate licence.
 
 What the references leave open and we chose is named where it is set.
 """
@@ -30,6 +36,9 @@ SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 ANIMATEDIFF = "guoyww/animatediff-motion-adapter-v1-5-2"
 AUDIOLDM = "cvssp/audioldm-s-full-v2"
 DIFF_FOLEY = "SimianLuo/Diff-Foley"
+ZEROSCOPE = "cerspense/zeroscope_v2_576w"
+# TempoTokens' README layout (`models/BEATs/`, `models/vggsound/`), relative to the working folder.
+TEMPOTOKENS_DIR = "models"
 
 VIDEO_COMPONENTS = ("tokenizer", "text_encoder", "vae", "unet", "motion_adapter")
 AUDIOLDM_COMPONENTS = (
@@ -40,6 +49,20 @@ AUDIOLDM_COMPONENTS = (
     "vocoder",
 )
 DIFF_FOLEY_COMPONENTS = ("cavp", "foley_unet", "foley_vae", "foley_condition")
+TEMPOTOKENS_COMPONENTS = (
+    "zeroscope_tokenizer",
+    "zeroscope_text_encoder",
+    "zeroscope_vae",
+    "zeroscope_unet",
+    "beats",
+    "mapper",
+)
+# The parts each audio model needs: ``tempotokens`` makes the video from the AudioLDM soundtrack.
+NEEDED_COMPONENTS = {
+    "audioldm": VIDEO_COMPONENTS + AUDIOLDM_COMPONENTS,
+    "difffoley": VIDEO_COMPONENTS + DIFF_FOLEY_COMPONENTS,
+    "tempotokens": AUDIOLDM_COMPONENTS + TEMPOTOKENS_COMPONENTS,
+}
 
 
 class ConfigError(TavgbenchError):
@@ -48,10 +71,12 @@ class ConfigError(TavgbenchError):
 
 @dataclass(frozen=True)
 class TwoStageConfig:
-    """One two-stage baseline: a text-to-video model, then an audio model.
+    """One two-stage baseline: a text-to-video model, then an audio model (or the reverse).
 
-    ``audio_model`` is ``audioldm`` (text to audio from the same prompt) or ``difffoley`` (video
-    to audio from the generated frames). The soundtrack lasts ``num_frames / fps`` seconds.
+    ``audio_model`` is ``audioldm`` (text to audio from the same prompt), ``difffoley`` (video
+    to audio from the generated frames) or ``tempotokens`` (AudioLDM audio from the prompt, then
+    TempoTokens video from that audio; the ``video_*`` settings are then ZeroScope's). The
+    soundtrack lasts ``num_frames / fps`` seconds.
     """
 
     name: str
@@ -102,14 +127,12 @@ class TwoStageConfig:
     griffin_lim_momentum: float = 0.99
 
     def __post_init__(self) -> None:
-        needed = VIDEO_COMPONENTS + (
-            AUDIOLDM_COMPONENTS if self.audio_model == "audioldm" else DIFF_FOLEY_COMPONENTS
-        )
-        if self.audio_model not in ("audioldm", "difffoley"):
+        if self.audio_model not in NEEDED_COMPONENTS:
             raise ConfigError(
-                f"config {self.name!r}: audio_model must be audioldm or difffoley, "
-                f"got {self.audio_model!r}"
+                f"config {self.name!r}: audio_model must be one of "
+                f"{', '.join(NEEDED_COMPONENTS)}, got {self.audio_model!r}"
             )
+        needed = NEEDED_COMPONENTS[self.audio_model]
         missing = [c for c in needed if c not in self.components]
         if missing:
             raise ConfigError(f"config {self.name!r}: components missing: {', '.join(missing)}")
@@ -345,6 +368,66 @@ def _difffoley_tiny() -> dict[str, ComponentSpec]:
     }
 
 
+def _tempotokens_default() -> dict[str, ComponentSpec]:
+    return {
+        "zeroscope_tokenizer": ComponentSpec(ZEROSCOPE, "tokenizer"),
+        "zeroscope_text_encoder": ComponentSpec(ZEROSCOPE, "text_encoder"),
+        "zeroscope_vae": ComponentSpec(ZEROSCOPE, "vae"),
+        "zeroscope_unet": ComponentSpec(ZEROSCOPE, "unet"),
+        # Files: `source` is their folder, `subfolder` the file. The mapper trained on VGGSound
+        # (of the three released) covers the broadest range of sounds.
+        "beats": ComponentSpec(
+            f"{TEMPOTOKENS_DIR}/BEATs", "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt"
+        ),
+        "mapper": ComponentSpec(f"{TEMPOTOKENS_DIR}/vggsound", "learned_embeds.pth"),
+    }
+
+
+def _tempotokens_tiny() -> dict[str, ComponentSpec]:
+    video = _video_tiny()
+    text_dim = 16
+    beats = {
+        "input_patch_size": 16,
+        "embed_dim": 8,
+        "encoder_layers": 2,
+        "encoder_embed_dim": 16,
+        "encoder_ffn_embed_dim": 32,
+        "encoder_attention_heads": 2,
+        "conv_pos": 4,
+        "conv_pos_groups": 2,
+        "num_buckets": 16,
+        "max_distance": 32,
+    }
+    return {
+        "zeroscope_tokenizer": video["tokenizer"],
+        "zeroscope_text_encoder": video["text_encoder"],
+        "zeroscope_vae": video["vae"],
+        "zeroscope_unet": ComponentSpec(
+            config={
+                "sample_size": 4,
+                "in_channels": 4,
+                "out_channels": 4,
+                "block_out_channels": [8, 16],
+                "layers_per_block": 1,
+                "down_block_types": ["CrossAttnDownBlock3D", "DownBlock3D"],
+                "up_block_types": ["UpBlock3D", "CrossAttnUpBlock3D"],
+                "cross_attention_dim": text_dim,
+                "attention_head_dim": 4,
+                "norm_num_groups": 4,
+            }
+        ),
+        "beats": ComponentSpec(config=beats),
+        "mapper": ComponentSpec(
+            config={
+                "input_size": beats["encoder_layers"] * beats["encoder_embed_dim"],
+                "hidden_size": 24,
+                "output_size": text_dim,
+                "seq_target_length": 12,
+            }
+        ),
+    }
+
+
 _TINY_MEDIA: dict[str, Any] = {
     "height": 32,
     "width": 32,
@@ -380,9 +463,36 @@ def difffoley_tiny() -> TwoStageConfig:
     )
 
 
+def tempotokens_default() -> TwoStageConfig:
+    # TempoTokens' inference: 2 s of audio, 24 frames at 12 fps, 384x384, DPM-Solver++ 25 steps
+    # on ZeroScope's schedule (scaled-linear betas 0.00085-0.012), guidance 25, VAE batch 8.
+    return TwoStageConfig(
+        "default",
+        "tempotokens",
+        {**_audioldm_default(), **_tempotokens_default()},
+        height=384,
+        width=384,
+        num_frames=24,
+        fps=12.0,
+        video_steps=25,
+        video_guidance=25.0,
+        video_beta_schedule="scaled_linear",
+        vae_chunk=8,
+    )
+
+
+def tempotokens_tiny() -> TwoStageConfig:
+    # 12 frames at 6 fps: 2 s give 96 BEATs tokens, 8 per frame (10 frames would not divide).
+    media = {**_TINY_MEDIA, "num_frames": 12, "fps": 6.0, "video_beta_schedule": "scaled_linear"}
+    return TwoStageConfig(
+        "tiny", "tempotokens", {**_audioldm_tiny(), **_tempotokens_tiny()}, **media
+    )
+
+
 PRESETS = {
     "audioldm": {"default": audioldm_default, "tiny": audioldm_tiny},
     "difffoley": {"default": difffoley_default, "tiny": difffoley_tiny},
+    "tempotokens": {"default": tempotokens_default, "tiny": tempotokens_tiny},
 }
 
 

@@ -4,6 +4,8 @@
   soundtrack from the same prompt (the two never see each other).
 * ``animatediff-difffoley``: AnimateDiff makes the video, Diff-Foley makes the soundtrack from
   the generated frames (video to audio).
+* ``audioldm-tempotokens``: AudioLDM makes the soundtrack from the prompt, TempoTokens makes the
+  video from that soundtrack (audio to video on ZeroScope).
 
 Each clip's two stages draw their noise from the clip's own seed (offset per stage), so a clip
 does not depend on its batch or on the clips before it.
@@ -37,7 +39,7 @@ class TwoStageBase(TextToAudibleVideo):
     def __init__(
         self,
         config: TwoStageConfig,
-        video: AnimateDiffVideo,
+        video: Any,
         *,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
@@ -150,6 +152,58 @@ class AnimateDiffDiffFoley(TwoStageBase):
         frames = self._frames(prompts, seeds)
         waves = self.audio.generate(frames, self.config.fps, list(seeds), self.config.duration)
         rate = self.audio.sample_rate
+        return [
+            AudibleClip(frames[i], self.config.fps, waves[i], rate) for i in range(len(prompts))
+        ]
+
+
+class AudioLDMTempoTokens(TwoStageBase):
+    """AudioLDM audio from the prompt, then TempoTokens (ZeroScope) video from that audio."""
+
+    name = "audioldm-tempotokens"
+
+    def __init__(self, config: TwoStageConfig, audio: Any, video: Any, **kw: Any):
+        super().__init__(config, video, **kw)
+        self.audio = audio
+
+    @classmethod
+    def load(
+        cls,
+        checkpoint: str | Path | None = None,
+        *,
+        config: str | Path | TwoStageConfig | None = None,
+        device: str = "cpu",
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+    ) -> AudioLDMTempoTokens:
+        """As :meth:`AnimateDiffAudioLDM.load`; ``checkpoint`` is the folder holding
+        ``BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt`` and TempoTokens'
+        ``learned_embeds.pth`` (overrides the config's sources for those two)."""
+        from tavgbench.baselines.twostage.audioldm import AudioLDM
+        from tavgbench.baselines.twostage.tempotokens import TempoTokensVideo
+
+        cfg = load_config(config or "default", "tempotokens")
+        return cls(
+            cfg,
+            AudioLDM(cfg, device),
+            TempoTokensVideo(cfg, device, checkpoint_dir=checkpoint),
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+        )
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[AudibleClip]:
+        if len(prompts) != len(seeds):
+            raise ValueError("generate: one seed per prompt")
+        waves = self.audio.generate(list(prompts), list(seeds), self.config.duration)
+        rate = self.audio.sample_rate
+        frames = self.video.generate(
+            waves,
+            rate,
+            list(seeds),
+            num_inference_steps=self.num_inference_steps,
+            guidance_scale=self.guidance_scale,
+        )
         return [
             AudibleClip(frames[i], self.config.fps, waves[i], rate) for i in range(len(prompts))
         ]
