@@ -1,6 +1,7 @@
 """Two-stage baselines' speed: seconds per clip of each stage, for a configuration.
 
-Prints, for each chosen baseline (``animatediff-audioldm``, ``animatediff-difffoley``), the best
+Prints, for each chosen baseline (``animatediff-audioldm``, ``animatediff-difffoley``; for
+``audioldm-tempotokens`` the whole clip, whose video depends on its audio), the best
 of ``--repeat`` timed calls of one clip: ``video_s`` (AnimateDiff sampling and decoding),
 ``audio_s`` (AudioLDM from the prompt, or Diff-Foley from the frames: CAVP, sampling, VAE,
 Griffin-Lim) and ``clips_per_s`` of the whole pipeline. Random weights do not change speed, so
@@ -22,7 +23,7 @@ from typing import Any
 
 import torch
 
-NAMES = ("animatediff-audioldm", "animatediff-difffoley")
+NAMES = ("animatediff-audioldm", "animatediff-difffoley", "audioldm-tempotokens")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
@@ -55,6 +56,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     for name in args.baseline or NAMES:
         generator: Any = load_baseline(name, config=args.config, device=args.device)
         generator.generate(["warm up"], [1])
+        if name == "audioldm-tempotokens":
+            # Audio comes first and conditions the video: time the whole clip.
+            total_s, _ = best(lambda g=generator: g.generate([prompt], [seed]))
+            results[name] = {"total_s": total_s, "clips_per_s": 1.0 / total_s,
+                             "clip_seconds": generator.config.duration}  # fmt: skip
+            continue
         video_s, frames = best(lambda g=generator: g._frames([prompt], [seed]))
         cfg = generator.config
         if name == "animatediff-audioldm":
