@@ -391,8 +391,16 @@ def annotate(
         str, typer.Option("--frame-model", help="BLIP-2 checkpoint (hub id or folder).")
     ] = "Salesforce/blip2-opt-2.7b",
     audio_model: Annotated[
-        str, typer.Option("--audio-model", help="Qwen2-Audio checkpoint (hub id or folder).")
+        str,
+        typer.Option(
+            "--audio-model",
+            help="Audio captioner: a WavCaps HTSAT-BART checkpoint (.pt, e.g. "
+            "HTSAT-BART-FT-AudioCaps.pt) or a Qwen2-Audio checkpoint (hub id or folder).",
+        ),
     ] = "Qwen/Qwen2-Audio-7B-Instruct",
+    bart_tokenizer: Annotated[
+        str, typer.Option(help="BART tokenizer for WavCaps (hub id or folder).")
+    ] = "facebook/bart-base",
     num_frames: Annotated[int, typer.Option("--frames", help="Frames captioned per clip.")] = 8,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per batch.")] = 4,
     concurrency: Annotated[int, typer.Option("--concurrency", help="LLM requests in flight.")] = 8,
@@ -422,7 +430,14 @@ def annotate(
     )
     with console.status("loading captioners", spinner="dots"):
         frames = Blip2FrameCaptioner.from_pretrained(frame_model, device=device, dtype=dtype)
-        audio = Qwen2AudioCaptioner.from_pretrained(audio_model, device=device, dtype=dtype)
+        if audio_model.endswith(".pt"):
+            from tavgbench.annotate.wavcaps import WavCapsCaptioner
+
+            audio = WavCapsCaptioner.from_checkpoint(
+                Path(audio_model), device=device, tokenizer_dir=bart_tokenizer
+            )
+        else:
+            audio = Qwen2AudioCaptioner.from_pretrained(audio_model, device=device, dtype=dtype)
     with Progress(console=err_console, disable=_state["quiet"]) as progress:
         task = progress.add_task(f"captions -> {out}", total=None)
         report = annotate_clips(
