@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import click
 import typer
@@ -34,13 +34,15 @@ baseline_app = typer.Typer(
 data_app = typer.Typer(
     help="Prepare training data: cut clips, caption statistics, shards.", no_args_is_help=True
 )
-leaderboard_app = typer.Typer(help="Add entries and build the leaderboard.")
+leaderboard_app = typer.Typer(help="Add entries and build the leaderboard.", no_args_is_help=True)
+dev_app = typer.Typer(help="Developer tools (run in a source checkout).", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
 app.add_typer(split_app, name="split")
 app.add_typer(reference_app, name="reference")
 app.add_typer(baseline_app, name="baseline")
 app.add_typer(leaderboard_app, name="leaderboard")
 app.add_typer(data_app, name="data")
+app.add_typer(dev_app, name="dev")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -49,11 +51,6 @@ _state = {"debug": False, "quiet": False}
 SplitOption = Annotated[
     str, typer.Option("--split", help="A built-in split name or a manifest file (CSV or JSONL).")
 ]
-
-
-def _not_yet(what: str) -> NoReturn:
-    err_console.print(f"[yellow]{what} is not yet available in tavgbench {__version__}.[/]")
-    raise typer.Exit(2)
 
 
 def _print_version(value: bool) -> None:
@@ -928,9 +925,144 @@ def data_shard(
     console.print(f"{out}: {len(shards)} shards")
 
 
-@leaderboard_app.callback(invoke_without_command=True)
-def _leaderboard() -> None:
-    _not_yet("`tavgbench leaderboard`")
+# --- leaderboard ----------------------------------------------------------------------------
+
+SubmissionsOption = Annotated[
+    Path,
+    typer.Option(help="The leaderboard's entries folder (holds PROTOCOL.json)."),
+]
+
+
+@leaderboard_app.command("add")
+def leaderboard_add(
+    results: Annotated[Path, typer.Argument(help="results.json written by `tavgbench score`.")],
+    meta: Annotated[Path, typer.Option("--meta", help="The system's meta.yaml.")],
+    submissions: SubmissionsOption = Path("submissions"),
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite this system's entry on this split.")
+    ] = False,
+) -> None:
+    """Check a results.json and its meta.yaml against the leaderboard's protocol; copy them in."""
+    from tavgbench.leaderboard import add_entry, load_protocol, protocol_path
+
+    protocol = load_protocol(protocol_path(submissions))
+    target = add_entry(results, meta, submissions, protocol, replace=replace)
+    console.print(f"entry added: {target}")
+    console.print("rebuild the pages with `tavgbench leaderboard build`")
+
+
+@leaderboard_app.command("build")
+def leaderboard_build(
+    submissions: SubmissionsOption = Path("submissions"),
+    out: Annotated[Path, typer.Option(help="Folder of the generated files.")] = Path("leaderboard"),
+) -> None:
+    """Write leaderboard.csv, leaderboard.md and index.html from the entries."""
+    from tavgbench.leaderboard import build_leaderboard
+
+    for path in build_leaderboard(submissions, out):
+        console.print(f"written: {path}")
+
+
+@leaderboard_app.command("protocol")
+def leaderboard_protocol(
+    submissions: SubmissionsOption = Path("submissions"),
+    update: Annotated[
+        bool,
+        typer.Option(
+            "--update",
+            help="Rewrite the metric definitions from today's extractors (computed entries "
+            "made under the old ones stop being accepted).",
+        ),
+    ] = False,
+    pin_split: Annotated[
+        str | None,
+        typer.Option(help="Record the manifest sha256 of this installed leaderboard split."),
+    ] = None,
+    pin_weights: Annotated[
+        str | None,
+        typer.Option(
+            help="Accept the cached default weights of this extractor (i3d, clip, vggish, "
+            "imagebind) by their sha256."
+        ),
+    ] = None,
+) -> None:
+    """Show the leaderboard's protocol, check it against today's extractors, or pin hashes."""
+    from tavgbench.leaderboard import protocol as lp
+
+    path = lp.protocol_path(submissions)
+    document = lp.load_protocol(path) if path.is_file() else lp.default_protocol()
+    changed = not path.is_file()
+    if update:
+        document, changed = lp.refreshed_protocol(document), True
+    if pin_split is not None:
+        from tavgbench.data.splits import resolve_split
+
+        split = resolve_split(pin_split)
+        document = lp.pin_split(document, pin_split, split.sha256, len(split))
+        changed = True
+    if pin_weights is not None:
+        document = lp.pin_weights(document, pin_weights, lp.cached_weights_sha256(pin_weights))
+        changed = True
+    if changed:
+        lp.write_protocol(document, path)
+        console.print(f"written: {path}")
+    table = Table(title=str(path))
+    for column in ("metric", "extractor", "weights sha256"):
+        table.add_column(column)
+    for name, metric in document["metrics"].items():
+        extractor = metric["extractor"]
+        pins = "\n".join(metric["weights_sha256"]) or "[yellow]not pinned[/]"
+        table.add_row(name, f"{extractor['name']} v{extractor['version']}", pins)
+    console.print(table)
+    for name, split in document["splits"].items():
+        sha = split["manifest_sha256"] or "[yellow]not pinned[/]"
+        console.print(f"{name}: {split['size']} clips, manifest sha256 {sha}")
+    drift = lp.protocol_drift(document)
+    if drift:
+        err_console.print("[red]the protocol file differs from today's extractors:[/]")
+        for line in drift:
+            err_console.print(f"  {line}")
+        err_console.print("update it deliberately with `tavgbench leaderboard protocol --update`")
+        raise typer.Exit(1)
+
+
+# --- dev ------------------------------------------------------------------------------------
+
+
+@dev_app.command("regen-golden")
+def dev_regen_golden(
+    out: Annotated[
+        Path | None, typer.Option(help="Golden file (default: tests/golden/demo.json).")
+    ] = None,
+    part: Annotated[
+        list[str] | None,
+        typer.Option(help="Recompute only this part (fast, full); repeatable. Default: all."),
+    ] = None,
+    i3d_checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="i3d-kinetics-400.ckpt for the full part (default: weights cache)."),
+    ] = None,
+) -> None:
+    """Recompute the golden metric values of the demo split (review the diff before committing)."""
+    from tavgbench.leaderboard.golden import PARTS, default_golden_path, regen_golden
+
+    path = out or default_golden_path()
+    with console.status("computing golden values", spinner="dots") as status:
+        document = regen_golden(
+            path,
+            parts=part or list(PARTS),
+            i3d_checkpoint=i3d_checkpoint,
+            on_stage=lambda s: status.update(s),
+        )
+    for name, record in document["parts"].items():
+        table = Table(title=f"{name}: demo of {record['demo']['n_clips']} clips")
+        for column in ("metric", "faithful", "degraded"):
+            table.add_column(column, justify="right" if column != "metric" else "left")
+        for metric in record["values"]["faithful"]:
+            table.add_row(metric, *(f"{record['values'][s][metric]['value']:.6g}"
+                                    for s in ("faithful", "degraded")))  # fmt: skip
+        console.print(table)
+    console.print(f"written: {path}; review `git diff {path}` before committing")
 
 
 def _click_exceptions() -> tuple[ModuleType, ...]:

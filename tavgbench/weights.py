@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from tavgbench import config
@@ -300,12 +301,20 @@ def weights_path(name: str) -> Path:
 
 
 def load_state_dict(name: str) -> tuple[dict[str, torch.Tensor], str]:
-    """Load the converted weights of ``name``; returns the state dict and the file's sha256."""
+    """Load the converted weights of ``name``.
+
+    Returns:
+        The state dict and the sha256 of the official file it was converted from (stable and
+        comparable with published hashes; the converted file's own bytes are not, since
+        safetensors writes its metadata in no fixed order).
+    """
     path = weights_path(name)
     if get_spec(name).is_snapshot:
         raise WeightsError(f"{name} is a snapshot folder; load it with its extractor")
     try:
-        return load_file(str(path)), file_digest(path)
+        with safe_open(str(path), framework="pt") as handle:
+            source_sha256 = (handle.metadata() or {}).get("source_sha256", "")
+        return load_file(str(path)), source_sha256 or file_digest(path)
     except Exception as exc:  # safetensors raises its own error types on corrupt files
         raise WeightsError(
             f"{path}: corrupt weights file ({exc}); delete it and run "

@@ -58,9 +58,10 @@ def test_split_make_and_show(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca
     assert "tavgbench-3k: 25 clips" in capsys.readouterr().out
 
 
-def test_not_yet_available_commands_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+def test_group_without_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["leaderboard"]) == 2
-    assert "not yet available" in capsys.readouterr().err
+    assert "build" in capsys.readouterr().out
+    assert main(["validate"]) == 2  # missing argument: usage error, no traceback
 
 
 def test_weights_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
