@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -571,34 +572,51 @@ def score(
     workers: Annotated[int, typer.Option(help="Decode worker processes.")] = 0,
     fad_infinity: Annotated[bool, typer.Option("--fad-inf", help="Also report FAD-inf.")] = False,
 ) -> None:
-    """Score a submission folder (FVD, KVD, CLIPSIM, FAD, AVHScore)."""
+    """Score a submission folder (FVD, KVD, CLIPSIM, FAD, AVHScore).
+
+    Under `torchrun --nproc-per-node N -m tavgbench score ...` or `accelerate launch -m tavgbench
+    score ...` every process extracts its share of the clips into the shared feature cache and
+    rank 0 computes the metrics and writes the results (GPU: --device cuda, one GPU per process).
+    """
     from tavgbench import config
     from tavgbench.data.splits import resolve_split
+    from tavgbench.harness.distributed import device_for_rank, finish, init_from_env
     from tavgbench.harness.score import ScoreOptions, score_submission, write_results
 
-    loaded = resolve_split(split)
-    if reference is None and split == "demo":
-        reference = config.demo_dir() / "reference"
-    options = ScoreOptions(
-        metrics=[m.strip() for m in metrics.split(",") if m.strip()],
-        device=device,
-        cache_dir=cache_dir,
-        allow_partial=allow_partial,
-        batch_size=batch_size,
-        num_workers=workers,
-        fad_infinity=fad_infinity,
-    )
-    with _clip_progress() as (on_stage, on_clips):
-        document = score_submission(
-            submission, loaded, reference, options, on_stage=on_stage, on_clips=on_clips
+    rank, world_size = init_from_env(device)
+    try:
+        loaded = resolve_split(split)
+        if reference is None and split == "demo":
+            reference = config.demo_dir() / "reference"
+        options = ScoreOptions(
+            metrics=[m.strip() for m in metrics.split(",") if m.strip()],
+            device=device_for_rank(device),
+            cache_dir=cache_dir,
+            allow_partial=allow_partial,
+            batch_size=batch_size,
+            num_workers=workers,
+            fad_infinity=fad_infinity,
         )
+        # Only rank 0 reports; the other ranks extract their share silently.
+        quiet = _state["quiet"] or rank != 0
+        with _clip_progress(quiet) as (on_stage, on_clips):
+            document = score_submission(
+                submission, loaded, reference, options, on_stage=on_stage, on_clips=on_clips,
+                rank=rank, world_size=world_size,
+            )  # fmt: skip
+    finally:
+        finish()
+    if rank != 0:
+        return
     _print_results(document)
     results_path, csv_path = write_results(document, out or submission / "results.json")
     console.print(f"results: {results_path}  per-clip: {csv_path}")
 
 
 @contextmanager
-def _clip_progress() -> Iterator[tuple[Callable[[str], None], Callable[[str, int], Callable]]]:
+def _clip_progress(
+    quiet: bool = False,
+) -> Iterator[tuple[Callable[[str], None], Callable[[str, int], Callable]]]:
     """Rich progress: one line for the current stage, a bar with clips/s and ETA per extraction."""
     from rich.progress import (
         BarColumn,
@@ -617,7 +635,7 @@ def _clip_progress() -> Iterator[tuple[Callable[[str], None], Callable[[str, int
         TextColumn("[progress.data.speed]{task.fields[rate]}"),
         TimeRemainingColumn(),
         console=err_console,
-        disable=_state["quiet"],
+        disable=quiet or _state["quiet"],
     )
     stage_task = progress.add_task("starting", total=None, rate="")
 
@@ -650,6 +668,61 @@ def _print_results(document: dict) -> None:
     console.print(table)
     if not document["comparable"]:
         console.print("[yellow]not comparable: some extractors ran without real weights[/]")
+
+
+# --- compare --------------------------------------------------------------------------------
+
+
+@app.command()
+def compare(
+    a: Annotated[Path, typer.Argument(help="results.json of run A.")],
+    b: Annotated[Path, typer.Argument(help="results.json of run B.")],
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Compare even across splits, protocols or weights."),
+    ] = False,
+    n_boot: Annotated[int, typer.Option(help="Paired-bootstrap replicates.")] = 10000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the comparison as JSON here.")
+    ] = None,
+) -> None:
+    """Compare two results.json files: B - A per metric, paired-bootstrap CI and p-value."""
+    from tavgbench.harness.compare import compare_results
+
+    report = compare_results(a, b, n_boot=n_boot, seed=seed, force=force)
+    table = Table(title=f"A: {a}   B: {b}   split {report.split} ({report.manifest_sha256[:12]})")
+    for column in ("metric", "A", "B", "B - A", "better", "paired mean [95% CI]", "p", "clips"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for m in report.metrics:
+        arrow = "↑" if m.higher_is_better else "↓"
+        paired = (
+            ""
+            if m.ci95 is None or m.mean_paired_difference is None
+            else f"{m.mean_paired_difference:+.4g} [{m.ci95[0]:+.4g}, {m.ci95[1]:+.4g}]"
+        )
+        p_value = "" if m.p_value is None else f"{m.p_value:.4g}"
+        table.add_row(f"{m.name} {arrow}", f"{m.a:.4g}", f"{m.b:.4g}", f"{m.difference:+.4g}",
+                      m.better, paired, p_value, str(m.n_paired or ""))  # fmt: skip
+    console.print(table)
+    console.print(
+        f"p: two-sided paired bootstrap over the clips scored in both runs (B={report.n_boot}, "
+        f"seed {report.seed}), null hypothesis: no difference"
+    )
+    notes: dict[str, list[str]] = {}
+    for m in report.metrics:
+        if m.note:
+            notes.setdefault(m.note, []).append(m.name)
+    for note, names in notes.items():
+        console.print(f"{', '.join(names)}: no p-value ({note})")
+    for label, names in (("A", report.only_in_a), ("B", report.only_in_b)):
+        if names:
+            console.print(f"only in {label}: {', '.join(names)}")
+    for warning in report.warnings:
+        err_console.print(f"[yellow]{warning}[/]")
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+        console.print(f"comparison written to {json_out}")
 
 
 # --- reference ------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from tavgbench.errors import TavgbenchError
 from tavgbench.extractors import load_extractor
 from tavgbench.extractors.base import Extractor
 from tavgbench.harness.cache import FeatureCache
+from tavgbench.harness.distributed import merge_across_ranks
 from tavgbench.harness.extract import (
     ClipSource,
     clip_sources,
@@ -191,14 +192,17 @@ def score_submission(
             world_size=world_size,
             on_progress=on_clips(label, len(clips)) if on_clips else None,
         )
-        if extraction.failed:
+        # Every rank learns every rank's failures, so all refuse together or all go on, and
+        # rank 0 knows which features will never reach the cache.
+        label_failed = merge_across_ranks(extraction.failed, world_size)
+        if label_failed:
             if not options.allow_partial:
-                first = next(iter(extraction.failed.values()))
+                first = next(iter(label_failed.values()))
                 raise TavgbenchError(
-                    f"{len(extraction.failed)} {label} clips failed to decode (first: {first}); "
+                    f"{len(label_failed)} {label} clips failed to decode (first: {first}); "
                     "use --allow-partial to score the rest"
                 )
-            failed |= {f"{label}:{k}": v for k, v in extraction.failed.items()}
+            failed |= {f"{label}:{k}": v for k, v in label_failed.items()}
     timings["extract"] = time.perf_counter() - started
     if world_size > 1:
         torch.distributed.barrier()
@@ -277,6 +281,7 @@ def score_submission(
             "torch": torch.__version__,
             "python": platform.python_version(),
             "world_size": world_size,
+            "threads": torch.get_num_threads(),
             "seconds": timings,
         },
         "_per_sample": {name: r.per_sample for name, r in results.items() if r.per_sample},
