@@ -156,8 +156,14 @@ def parse_manifest_csv(text: str, source: str = "<manifest>") -> list[ClipEntry]
     return entries
 
 
-def parse_manifest_jsonl(text: str, source: str = "<manifest>") -> list[ClipEntry]:
-    """Parse a JSONL manifest: one object per line with at least ``id`` and ``caption``."""
+def parse_manifest_jsonl(
+    text: str, source: str = "<manifest>", *, ignore_unknown: bool = False
+) -> list[ClipEntry]:
+    """Parse a JSONL manifest: one object per line with at least ``id`` and ``caption``.
+
+    With ``ignore_unknown`` other fields are skipped instead of refused (``annotate`` output
+    carries frame captions, model ids and more beside ``id`` and ``caption``).
+    """
     entries = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -170,9 +176,11 @@ def parse_manifest_jsonl(text: str, source: str = "<manifest>") -> list[ClipEntr
         if not isinstance(row, dict):
             raise ManifestError(f"{where}: expected a JSON object")
         unknown = [k for k in row if k not in FIELDS]
-        if unknown:
+        if unknown and not ignore_unknown:
             raise ManifestError(f"{where}: unknown fields {unknown}; known: {list(FIELDS)}")
-        entries.append(_entry(row, where))
+        if "caption" not in row:
+            raise ManifestError(f"{where}: expected an object with 'id' and 'caption'")
+        entries.append(_entry({k: v for k, v in row.items() if k in FIELDS}, where))
     return entries
 
 

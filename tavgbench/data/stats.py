@@ -26,7 +26,6 @@ The paper reports 1.7M clips, 11.8k hours, 2.32 sentences and 49.98 words per ca
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -101,25 +100,6 @@ class CaptionStats:
         return asdict(self)
 
 
-def _parse_annotation_jsonl(text: str, source: str) -> list[ClipEntry]:
-    """Our ``annotate`` output, or a manifest JSONL: ``id``, ``caption`` and maybe ``duration``."""
-    entries = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{source}: line {number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ManifestError(f"{where}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(row, dict) or "id" not in row or "caption" not in row:
-            raise ManifestError(f"{where}: expected an object with 'id' and 'caption'")
-        duration = row.get("duration")
-        fields = {"id": row["id"], "caption": row["caption"], "duration": duration}
-        entries.extend(parse_manifest_jsonl(json.dumps(fields), where))
-    return entries
-
-
 def load_captions(path: str | Path) -> list[ClipEntry]:
     """Read a caption file: ``.jsonl`` (ours or a manifest), ``.csv`` manifest, else release text.
 
@@ -135,7 +115,7 @@ def load_captions(path: str | Path) -> list[ClipEntry]:
         raise ManifestError(f"{path}: not UTF-8 text") from exc
     suffix = path.suffix.lower()
     if suffix in {".jsonl", ".ndjson"}:
-        entries = _parse_annotation_jsonl(text, str(path))
+        entries = parse_manifest_jsonl(text, str(path), ignore_unknown=True)
     elif suffix == ".csv":
         entries = parse_manifest_csv(text, str(path))
     else:
