@@ -274,3 +274,24 @@ def text_embeddings(
             cache.put(key, description, {"text": np.asarray(row)})
             out[clip_id] = np.asarray(row)
     return out
+
+
+def load_extractors(
+    names: Sequence[str],
+    *,
+    device: str,
+    extractor_options: Mapping[str, Mapping[str, Any]],
+    prebuilt: Mapping[str, Extractor] | None = None,
+    stage: Callable[[str], None] = lambda _: None,
+) -> dict[str, Extractor]:
+    """The named extractors: prebuilt ones where given, else real checkpoints from the cache."""
+    from tavgbench.extractors import load_extractor
+
+    loaded: dict[str, Extractor] = {}
+    for name in names:
+        if prebuilt is not None and name in prebuilt:
+            loaded[name] = prebuilt[name]
+        else:
+            stage(f"loading {name}")
+            loaded[name] = load_extractor(name, device, **dict(extractor_options.get(name, {})))
+    return loaded

@@ -27,7 +27,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,10 +41,9 @@ from tavgbench import __version__, config
 from tavgbench.data.splits import Split
 from tavgbench.data.validate import validate_submission
 from tavgbench.errors import TavgbenchError
-from tavgbench.extractors import load_extractor
 from tavgbench.extractors.base import Extractor
 from tavgbench.harness.cache import FeatureCache
-from tavgbench.harness.extract import clip_sources, extract_to_cache, load_cached
+from tavgbench.harness.extract import clip_sources, extract_to_cache, load_cached, load_extractors
 from tavgbench.metrics import METRICS
 
 if TYPE_CHECKING:
@@ -504,24 +503,6 @@ def _check_name(name: str) -> None:
         )
 
 
-def _load_extractors(
-    names: Sequence[str],
-    options: ScoreOptions,
-    extractors: Mapping[str, Extractor] | None,
-    stage: Callable[[str], None],
-) -> dict[str, Extractor]:
-    loaded: dict[str, Extractor] = {}
-    for name in names:
-        if extractors is not None and name in extractors:
-            loaded[name] = extractors[name]
-        else:
-            stage(f"loading {name}")
-            loaded[name] = load_extractor(
-                name, options.device, **dict(options.extractor_options.get(name, {}))
-            )
-    return loaded
-
-
 def build_reference(
     videos: str | Path,
     split: Split,
@@ -582,7 +563,13 @@ def build_reference(
             f"{split.name}` for the list)"
         )
     sources = clip_sources([(c.id, c.video_path, c.audio_path) for c in report.valid])
-    loaded = _load_extractors(names, options, extractors, stage)
+    loaded = load_extractors(
+        names,
+        device=options.device,
+        extractor_options=options.extractor_options,
+        prebuilt=extractors,
+        stage=stage,
+    )
     cache = FeatureCache(options.cache_dir or config.home() / "features")
     stage(f"extracting reference features ({len(sources)} clips)")
     extraction = extract_to_cache(

@@ -25,7 +25,6 @@ from tavgbench import __version__, config
 from tavgbench.data.splits import Split
 from tavgbench.data.validate import SubmissionReport, validate_submission
 from tavgbench.errors import TavgbenchError
-from tavgbench.extractors import load_extractor
 from tavgbench.extractors.base import Extractor
 from tavgbench.harness.cache import FeatureCache
 from tavgbench.harness.distributed import merge_across_ranks
@@ -34,6 +33,7 @@ from tavgbench.harness.extract import (
     clip_sources,
     extract_to_cache,
     load_cached,
+    load_extractors,
     text_embeddings,
 )
 from tavgbench.harness.reference import Reference, resolve_reference
@@ -156,15 +156,13 @@ def score_submission(
 
     started = time.perf_counter()
     names = sorted({s.extractor for s in specs})
-    loaded: dict[str, Extractor] = {}
-    for name in names:
-        if extractors is not None and name in extractors:
-            loaded[name] = extractors[name]
-        else:
-            stage(f"loading {name}")
-            loaded[name] = load_extractor(
-                name, options.device, **dict(options.extractor_options.get(name, {}))
-            )
+    loaded = load_extractors(
+        names,
+        device=options.device,
+        extractor_options=options.extractor_options,
+        prebuilt=extractors,
+        stage=stage,
+    )
     if stored is not None:
         # Refuse stale reference features before any clip is extracted.
         for spec in specs:
