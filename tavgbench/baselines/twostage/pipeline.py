@@ -62,6 +62,12 @@ class TwoStageBase(TextToAudibleVideo):
             },
         }
 
+    def _clips(self, frames: Any, waves: Any, rate: int) -> list[AudibleClip]:
+        """Pair each clip's frames with its waveform at the config's frame rate."""
+        return [
+            AudibleClip(f, self.config.fps, w, rate) for f, w in zip(frames, waves, strict=True)
+        ]
+
     def _frames(self, prompts: Sequence[str], seeds: Sequence[int]) -> np.ndarray:
         if len(prompts) != len(seeds):
             raise ValueError("generate: one seed per prompt")
@@ -110,9 +116,7 @@ class AnimateDiffAudioLDM(TwoStageBase):
         frames = self._frames(prompts, seeds)
         waves = self.audio.generate(list(prompts), list(seeds), self.config.duration)
         rate = self.audio.sample_rate
-        return [
-            AudibleClip(frames[i], self.config.fps, waves[i], rate) for i in range(len(prompts))
-        ]
+        return self._clips(frames, waves, rate)
 
 
 class AnimateDiffDiffFoley(TwoStageBase):
@@ -152,9 +156,7 @@ class AnimateDiffDiffFoley(TwoStageBase):
         frames = self._frames(prompts, seeds)
         waves = self.audio.generate(frames, self.config.fps, list(seeds), self.config.duration)
         rate = self.audio.sample_rate
-        return [
-            AudibleClip(frames[i], self.config.fps, waves[i], rate) for i in range(len(prompts))
-        ]
+        return self._clips(frames, waves, rate)
 
 
 class AudioLDMTempoTokens(TwoStageBase):
@@ -204,6 +206,4 @@ class AudioLDMTempoTokens(TwoStageBase):
             num_inference_steps=self.num_inference_steps,
             guidance_scale=self.guidance_scale,
         )
-        return [
-            AudibleClip(frames[i], self.config.fps, waves[i], rate) for i in range(len(prompts))
-        ]
+        return self._clips(frames, waves, rate)
