@@ -976,9 +976,28 @@ def data_shard(
     ],
     out: Annotated[Path, typer.Option("--out", help="Folder for shard-*.tar and index.json.")],
     shard_size: Annotated[int, typer.Option("--shard-size", help="Clips per shard.")] = 1000,
+    latents: Annotated[
+        bool,
+        typer.Option(
+            "--latents",
+            help="Also store each clip's VAE posteriors (training then skips decoding and the "
+            "VAE encoders); needs the TAVDiffusion --config or --checkpoint to be trained.",
+        ),
+    ] = False,
+    config: Annotated[
+        str | None, typer.Option("--config", help="TAVDiffusion preset or config JSON.")
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="TAVDiffusion training or step folder.")
+    ] = None,
+    latent_dtype: Annotated[
+        str, typer.Option("--latent-dtype", help="float16 (default), bfloat16 or float32.")
+    ] = "float16",
+    device: Annotated[str, typer.Option("--device", help="Where the VAEs run.")] = "cpu",
 ) -> None:
     """Pack clips and captions into webdataset tar shards for `baseline train`."""
     try:
+        from tavgbench.baselines.tavdiffusion.checkpoint import load_model
         from tavgbench.baselines.tavdiffusion.data import write_shards
     except ImportError as exc:
         raise TavgbenchError(
@@ -986,6 +1005,16 @@ def data_shard(
         ) from exc
     from rich.progress import Progress
 
+    model = None
+    if latents:
+        if config is None and checkpoint is None:
+            raise TavgbenchError(
+                "--latents needs the model's --config (e.g. paper) or --checkpoint: latents "
+                "are made by its VAEs"
+            )
+        model = load_model(checkpoint, config, device=device)
+    elif config is not None or checkpoint is not None:
+        raise TavgbenchError("--config and --checkpoint only matter with --latents")
     with Progress(console=err_console, disable=_state["quiet"]) as progress:
         task = progress.add_task(f"shards -> {out}", total=None)
         shards = write_shards(
@@ -993,9 +1022,11 @@ def data_shard(
             captions,
             out,
             shard_size=shard_size,
+            model=model,
+            latent_dtype=latent_dtype,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
-    console.print(f"{out}: {len(shards)} shards")
+    console.print(f"{out}: {len(shards)} shards" + (" with latents" if latents else ""))
 
 
 # --- leaderboard ----------------------------------------------------------------------------

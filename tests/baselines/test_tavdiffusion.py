@@ -25,6 +25,7 @@ from tavgbench.baselines.tavdiffusion.data import (
     ShardBatches,
     ShardError,
     list_shards,
+    write_shards,
 )
 from tavgbench.baselines.tavdiffusion.eas import (
     StreamEmbedding,
@@ -181,6 +182,51 @@ def test_shard_stream_resumes_at_the_same_batch(shards: Path) -> None:
         ShardBatches(list_shards(shards), config, world=3)
 
 
+@pytest.fixture(scope="module")
+def latent_shards(demo: DemoLayout, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo clips in two-clip shards with float32 latents of the tiny config's VAEs."""
+    from typer.testing import CliRunner
+
+    from tavgbench.cli import app
+
+    out = tmp_path_factory.mktemp("latent-shards")
+    args = ["data", "shard", "--clips", str(demo.reference_dir), "--captions", str(demo.manifest)]
+    args += ["--out", str(out), "--shard-size", "2", "--latents", "--config", "tiny"]
+    result = CliRunner().invoke(app, [*args, "--latent-dtype", "float32"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_precomputed_latents_give_the_on_the_fly_loss(shards: Path, latent_shards: Path) -> None:
+    config = tiny_config()
+    model = _model()  # seed 0: the codecs `data shard --config tiny` used
+    decoded = next(iter(ShardBatches(list_shards(shards), config)))
+    stored = next(iter(ShardBatches(list_shards(latent_shards), config, latents=True)))
+    assert stored["id"] == decoded["id"] and "frames" not in stored
+    on_the_fly, _ = diffusion_loss(model, model.denoiser, decoded, torch.Generator().manual_seed(5))
+    precomputed, _ = diffusion_loss(model, model.denoiser, stored, torch.Generator().manual_seed(5))
+    # Reference: the loss of encoding the decoded clips on the fly with the same generator; the
+    # same posterior draws, VAE convolutions batched differently (float32 rounding, 1e-5).
+    torch.testing.assert_close(precomputed, on_the_fly, rtol=1e-5, atol=1e-5)
+
+
+def test_half_precision_latents_and_a_mismatched_model(
+    demo: DemoLayout, latent_shards: Path, tmp_path: Path
+) -> None:
+    model = _model()
+    write_shards(demo.reference_dir, demo.manifest, tmp_path / "half", shard_size=2, model=model)
+    config = tiny_config()
+    full = next(iter(ShardBatches(list_shards(latent_shards), config, latents=True)))
+    half = next(iter(ShardBatches(list_shards(tmp_path / "half"), config, latents=True)))
+    # float16 storage: relative rounding 2**-11 of the float32 posterior.
+    torch.testing.assert_close(half["video_mean"], full["video_mean"], rtol=1e-3, atol=1e-4)
+    trainer = Trainer(config.with_options(checkpoint_every=1000), latent_shards, tmp_path / "run")
+    assert trainer.latents
+    assert [log.step for log in trainer.train(2)] == [1, 2]
+    with pytest.raises(ShardError, match="height: 32 vs 40"):
+        Trainer(config.with_options(height=40), latent_shards, tmp_path / "other")
+
+
 def test_training_lowers_the_loss(shards: Path, tmp_path: Path) -> None:
     config = tiny_config().with_options(checkpoint_every=1000)
     trainer = Trainer(config, shards, tmp_path)
@@ -212,6 +258,21 @@ def test_resume_repeats_the_next_step_exactly(shards: Path, tmp_path: Path) -> N
     resumed = resumed_trainer.train(3)
     # Same weights, optimizer, EMA, generator and data position: bit-identical loss.
     assert [log.loss for log in resumed] == [straight[2].loss]
+
+
+def test_fp16_loss_scale_survives_a_resume(shards: Path, tmp_path: Path) -> None:
+    # accelerate makes a GradScaler only on accelerators; give the CPU trainer one to check that
+    # its state is written and read back (a GPU run takes the same path).
+    config = tiny_config().with_options(checkpoint_every=1000)
+    trainer = Trainer(config, shards, tmp_path)
+    trainer.accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    trainer.accelerator.scaler.scale(torch.ones(()))  # the first scaled loss sets the scale
+    trainer.accelerator.scaler.update(2.0**7)
+    folder = trainer.save()
+    resumed = Trainer(config, shards, tmp_path)
+    resumed.accelerator.scaler = torch.amp.GradScaler("cpu")
+    resumed.load(folder)
+    assert resumed.accelerator.scaler.get_scale() == 2.0**7
 
 
 def test_sampling_writes_a_valid_demo_submission(demo: DemoLayout, tmp_path: Path) -> None:

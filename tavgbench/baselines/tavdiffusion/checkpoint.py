@@ -7,6 +7,7 @@ Layout of ``OUT/checkpoints/step-00001000/``::
     ema.safetensors        their exponential moving average (used for sampling)
     codecs.safetensors     the frozen parts built at random (only for random-weight configs)
     optimizer.pt           optimizer state (loaded with ``weights_only=True``)
+    scaler.pt              fp16 only: the gradient scaler's loss scale and counters
     rng-rank<k>.pt         each rank's noise generator state
     state.json             step, batches consumed, world size
 

@@ -2,7 +2,14 @@
 
 ``write_shards`` packs each clip's mp4 bytes as they are (frames and soundtrack together, already
 compressed) with a JSON record ``{"id", "caption"}`` under a running key, ``shard-000000.tar``...,
-plus ``index.json`` listing the shards. :class:`ShardBatches` streams them for training: every
+plus ``index.json`` listing the shards. With a model given, each sample also carries its VAE
+posteriors (``latents``: safetensors bytes of the video and audio posterior means and standard
+deviations, computed from exactly the frames and soundtrack training would decode), so training
+skips decoding and both VAE encoders; ``index.json`` records the codecs' fingerprint and the media
+settings, and a trainer whose model differs refuses the latents. The posterior is stored, not one
+sample of it, so every epoch still draws fresh latents from the step's generator.
+
+:class:`ShardBatches` streams the shards for training: every
 epoch the shard list is permuted from ``(seed, epoch)``, ranks take every ``world``-th shard,
 data-loader workers every ``W``-th of those, a seeded shuffle buffer mixes samples, and each
 sample is decoded to ``num_frames`` frames at ``fps`` (resized on the shorter side and centre
@@ -15,6 +22,7 @@ uninterrupted run would have seen next.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -26,15 +34,33 @@ from typing import Any
 import numpy as np
 import torch
 import webdataset as wds
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
 from torch.utils.data import IterableDataset, get_worker_info
 
 from tavgbench.baselines.tavdiffusion.config import TAVDiffusionConfig
+from tavgbench.baselines.tavdiffusion.model import TAVDiffusion
 from tavgbench.data.splits import load_manifest, parse_release_captions
 from tavgbench.errors import TavgbenchError
 from tavgbench.extractors.video import center_crop, resize_bicubic_antialias
 from tavgbench.media import decode_audio, decode_frames
 
 INDEX = "index.json"
+LATENT_KEYS = ("video_mean", "video_std", "audio_mean", "audio_std")
+# The settings that decide what a clip's latents are.
+LATENT_MEDIA = (
+    "height",
+    "width",
+    "num_frames",
+    "fps",
+    "sample_rate",
+    "n_fft",
+    "hop_length",
+    "n_mels",
+    "fmin",
+    "fmax",
+)
+LATENT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class ShardError(TavgbenchError):
@@ -51,12 +77,46 @@ def read_captions(path: str | Path) -> list[tuple[str, str]]:
     return [(e.id, e.caption) for e in entries]
 
 
+def latent_fingerprint(model: TAVDiffusion) -> dict[str, Any]:
+    """What precomputed latents depend on: the VAEs' and mel front end's weights, the media."""
+    digest = hashlib.sha256()
+    for name in ("video_vae", "audio_vae"):
+        module = getattr(model.codecs, name)
+        for key, value in sorted(module.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(value.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    config = model.config
+    return {
+        "codecs_sha256": digest.hexdigest(),
+        "video_vae": config.components["video_vae"].source or "random",
+        "audio_vae": config.components["audio_vae"].source or "random",
+        **{key: getattr(config, key) for key in LATENT_MEDIA},
+    }
+
+
+def clip_latents(
+    model: TAVDiffusion, frames: np.ndarray, audio: np.ndarray, dtype: torch.dtype
+) -> bytes:
+    """One decoded clip's VAE posteriors, as safetensors bytes (:data:`LATENT_KEYS`)."""
+    video_mean, video_std = model.video_posterior(torch.from_numpy(frames)[None])
+    audio_mean, audio_std = model.audio_posterior(torch.from_numpy(audio)[None])
+    tensors = {
+        "video_mean": video_mean[0],
+        "video_std": video_std[0],
+        "audio_mean": audio_mean[0],
+        "audio_std": audio_std[0],
+    }
+    return save_tensors({k: v.to("cpu", dtype).contiguous() for k, v in tensors.items()})
+
+
 def write_shards(
     clips_dir: str | Path,
     captions: str | Path,
     out_dir: str | Path,
     *,
     shard_size: int = 1000,
+    model: TAVDiffusion | None = None,
+    latent_dtype: str = "float16",
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Path]:
     """Pack ``clips_dir/<id>.mp4`` with their captions into tar shards of ``shard_size`` clips.
@@ -64,10 +124,20 @@ def write_shards(
     Clips listed in ``captions`` but absent from ``clips_dir`` are left out and counted in
     ``index.json`` (``missing``).
 
+    Args:
+        model: when given, also store each clip's VAE posteriors (see the module docstring),
+            encoded on ``model.device``.
+        latent_dtype: storage type of the latents: ``float16`` (half the size; posterior means
+            within 1e-3 relative) or ``float32`` (exactly what on-the-fly encoding gives).
+
     Returns:
         The shard paths, in order.
     """
     clips, out = Path(clips_dir), Path(out_dir)
+    if latent_dtype not in LATENT_DTYPES:
+        raise ShardError(
+            f"latent dtype must be one of {', '.join(LATENT_DTYPES)}, got {latent_dtype!r}"
+        )
     pairs = read_captions(captions)
     present = [(i, c) for i, c in pairs if (clips / f"{i}.mp4").is_file()]
     if not present:
@@ -78,32 +148,64 @@ def write_shards(
     pattern = str(out / "shard-%06d.tar")
     with wds.ShardWriter(pattern, maxcount=shard_size, verbose=0) as writer:
         for n, (clip_id, caption) in enumerate(present):
-            writer.write(
-                {
-                    "__key__": f"{n:09d}",
-                    "mp4": (clips / f"{clip_id}.mp4").read_bytes(),
-                    "json": json.dumps({"id": clip_id, "caption": caption}).encode(),
-                }
-            )
+            data = (clips / f"{clip_id}.mp4").read_bytes()
+            sample = {
+                "__key__": f"{n:09d}",
+                "mp4": data,
+                "json": json.dumps({"id": clip_id, "caption": caption}).encode(),
+            }
+            if model is not None:
+                frames, audio = decode_clip(data, model.config, name=clips / f"{clip_id}.mp4")
+                sample["latents"] = clip_latents(model, frames, audio, LATENT_DTYPES[latent_dtype])
+            writer.write(sample)
             if progress is not None:
                 progress(n + 1, len(present))
     shards = sorted(out.glob("shard-*.tar"))
-    index = {
+    index: dict[str, Any] = {
         "shards": [p.name for p in shards],
         "count": len(present),
         "missing": len(pairs) - len(present),
         "shard_size": shard_size,
     }
+    if model is not None:
+        index["latents"] = {**latent_fingerprint(model), "dtype": latent_dtype}
     (out / INDEX).write_text(json.dumps(index, indent=2) + "\n")
     return shards
+
+
+def read_index(data: str | Path) -> dict[str, Any]:
+    """``index.json`` of a shard folder (empty for a bare folder of ``*.tar``)."""
+    path = Path(data) / INDEX
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ShardError(f"{path}: unreadable shard index ({exc}); re-run `data shard`") from exc
+
+
+def check_latents(data: str | Path, model: TAVDiffusion) -> bool:
+    """Whether the shards in ``data`` carry latents; refuses latents made for another model."""
+    stored = read_index(data).get("latents")
+    if stored is None:
+        return False
+    expected = latent_fingerprint(model)
+    changed = [k for k, v in expected.items() if stored.get(k) != v]
+    if changed:
+        details = ", ".join(f"{k}: {stored.get(k)!r} vs {expected[k]!r}" for k in changed)
+        raise ShardError(
+            f"{data}: the shards' precomputed latents were made for other codecs or media "
+            f"settings ({details}); re-run `tavgbench data shard --latents` with this config, "
+            "or shard without --latents"
+        )
+    return True
 
 
 def list_shards(data: str | Path) -> list[Path]:
     """Shards of a folder written by :func:`write_shards` (or ``*.tar`` in it)."""
     data = Path(data)
     if (data / INDEX).is_file():
-        names = json.loads((data / INDEX).read_text())["shards"]
-        shards = [data / n for n in names]
+        shards = [data / n for n in read_index(data).get("shards", [])]
     else:
         shards = sorted(data.glob("*.tar"))
     if not shards:
@@ -111,16 +213,24 @@ def list_shards(data: str | Path) -> list[Path]:
     return shards
 
 
-def decode_clip(data: bytes, config: TAVDiffusionConfig) -> tuple[np.ndarray, np.ndarray]:
-    """mp4 bytes to ``uint8 [f, H, W, 3]`` frames and a ``float32 [samples]`` soundtrack."""
-    fd, name = tempfile.mkstemp(suffix=".mp4")
+def decode_clip(
+    data: bytes, config: TAVDiffusionConfig, name: str | Path = "clip"
+) -> tuple[np.ndarray, np.ndarray]:
+    """mp4 bytes to ``uint8 [f, H, W, 3]`` frames and a ``float32 [samples]`` soundtrack.
+
+    ``name`` (the clip's file or shard entry) names the clip in errors.
+    """
+    fd, tmp = tempfile.mkstemp(suffix=".mp4")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        frames = decode_frames(name, fps=config.fps)[: config.num_frames]
-        waveform, _ = decode_audio(name, sample_rate=config.sample_rate)
+        try:
+            frames = decode_frames(tmp, fps=config.fps)[: config.num_frames]
+            waveform, _ = decode_audio(tmp, sample_rate=config.sample_rate)
+        except TavgbenchError as exc:
+            raise ShardError(f"{name}: {exc}") from exc
     finally:
-        os.unlink(name)
+        os.unlink(tmp)
     if len(frames) < config.num_frames:
         # Short clips hold their last frame, as a player would.
         pad = np.repeat(frames[-1:], config.num_frames - len(frames), axis=0)
@@ -147,6 +257,9 @@ class ShardBatches(IterableDataset):
         config: media sizes, batch size, shuffle buffer, seed, worker count.
         rank: this process's rank; ``world``: the number of processes.
         start_batch: batches this rank has already consumed (resume).
+        latents: yield the shards' stored VAE posteriors (``video_mean``, ``video_std``,
+            ``audio_mean``, ``audio_std``, float32) instead of decoded frames and soundtracks
+            (check them first with :func:`check_latents`).
     """
 
     def __init__(
@@ -157,6 +270,7 @@ class ShardBatches(IterableDataset):
         rank: int = 0,
         world: int = 1,
         start_batch: int = 0,
+        latents: bool = False,
     ) -> None:
         workers = max(1, config.num_workers)
         if len(shards) < world * workers:
@@ -168,6 +282,7 @@ class ShardBatches(IterableDataset):
         self.config = config
         self.rank, self.world = rank, world
         self.start_batch = start_batch
+        self.latents = latents
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
@@ -183,14 +298,32 @@ class ShardBatches(IterableDataset):
             next(samples)
         while True:
             raw = [next(samples) for _ in range(batch_size)]
-            decoded = [decode_clip(s["mp4"], self.config) for s in raw]
             meta = [json.loads(s["json"]) for s in raw]
-            yield {
-                "frames": torch.from_numpy(np.stack([d[0] for d in decoded])),
-                "waveform": torch.from_numpy(np.stack([d[1] for d in decoded])),
+            batch: dict[str, Any] = {
                 "caption": [m["caption"] for m in meta],
                 "id": [m["id"] for m in meta],
             }
+            if self.latents:
+                stored = [self._latents(s, m["id"]) for s, m in zip(raw, meta, strict=True)]
+                for key in LATENT_KEYS:
+                    batch[key] = torch.stack([t[key] for t in stored]).float()
+            else:
+                decoded = [
+                    decode_clip(s["mp4"], self.config, m["id"])
+                    for s, m in zip(raw, meta, strict=True)
+                ]
+                batch["frames"] = torch.from_numpy(np.stack([d[0] for d in decoded]))
+                batch["waveform"] = torch.from_numpy(np.stack([d[1] for d in decoded]))
+            yield batch
+
+    @staticmethod
+    def _latents(sample: dict[str, bytes], clip_id: str) -> dict[str, torch.Tensor]:
+        if "latents" not in sample:
+            raise ShardError(
+                f"clip {clip_id}: its shard has no latents although index.json says so; "
+                "re-run `tavgbench data shard --latents`"
+            )
+        return load_tensors(sample["latents"])
 
     def _samples(self, role: int, workers: int) -> Iterator[dict[str, bytes]]:
         """This rank's and worker role's raw samples, shuffled, over endless epochs."""
@@ -209,7 +342,8 @@ class ShardBatches(IterableDataset):
                 empty_check=False,
             )
             for sample in stream:
-                buffer.append({"mp4": sample["mp4"], "json": sample["json"]})
+                keys = ("json", "latents") if self.latents else ("json", "mp4")
+                buffer.append({k: sample[k] for k in keys if k in sample})
                 if len(buffer) >= self.config.shuffle_buffer:
                     yield buffer.pop(int(rng.integers(len(buffer))))
             epoch += 1

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel, UNetMotionModel
 from torch import nn
 
@@ -333,31 +332,74 @@ class TAVDiffusion:
         )
 
     @torch.no_grad()
+    def video_posterior(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``uint8 [b, f, H, W, 3]`` to the VAE posterior's mean and std ``[b, f, c, h, w]``.
+
+        Unscaled, frames encoded ``vae_chunk`` at a time; :meth:`video_latents` samples them.
+        """
+        b, f = frames.shape[:2]
+        x = frames.to(self.device).flatten(0, 1).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        vae = self.codecs.video_vae
+        dists = [
+            vae.encode(x[i : i + self.config.vae_chunk].to(vae.dtype)).latent_dist
+            for i in range(0, len(x), self.config.vae_chunk)
+        ]
+        mean = torch.cat([d.mean for d in dists])
+        std = torch.cat([d.std for d in dists])
+        return mean.reshape(b, f, *mean.shape[1:]), std.reshape(b, f, *std.shape[1:])
+
+    def video_latents(
+        self, mean: torch.Tensor, std: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """A posterior sample ``[b, 4, f, h, w]``, scaled (the mean when ``generator`` is None).
+
+        The noise is drawn ``vae_chunk`` frames at a time, in clip-major frame order, so that
+        latents precomputed into shards give the same draws as encoding on the fly.
+        """
+        b, f = mean.shape[:2]
+        flat_mean, flat_std = mean.flatten(0, 1), std.flatten(0, 1)
+        chunk = self.config.vae_chunk
+        latents = torch.cat(
+            [
+                _sample(flat_mean[i : i + chunk], flat_std[i : i + chunk], generator)
+                for i in range(0, len(flat_mean), chunk)
+            ]
+        )
+        latents = latents * self.codecs.video_vae.config.scaling_factor
+        return latents.reshape(b, f, *latents.shape[1:]).permute(0, 2, 1, 3, 4)
+
     def encode_video(
         self, frames: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """``uint8 [b, f, H, W, 3]`` to scaled latents ``[b, 4, f, h, w]`` (VAE in chunks)."""
-        b, f = frames.shape[:2]
-        x = frames.to(self.device).flatten(0, 1).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        vae = self.codecs.video_vae
-        chunks = [
-            _sample_latent(vae, x[i : i + self.config.vae_chunk], generator)
-            for i in range(0, len(x), self.config.vae_chunk)
-        ]
-        latents = torch.cat(chunks) * vae.config.scaling_factor
-        return latents.reshape(b, f, *latents.shape[1:]).permute(0, 2, 1, 3, 4)
+        return self.video_latents(*self.video_posterior(frames), generator)
 
     @torch.no_grad()
+    def audio_posterior(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[b, samples]`` to the audio VAE posterior's mean and std ``[b, 8, t, m]``.
+
+        The log-mel is padded to the latent grid with each clip's own minimum (AudioLDM pads
+        short spectrograms with its log floor: silence).
+        """
+        mel = self.mel(waveform.to(self.device))
+        short = max(0, self.mel_frames - mel.shape[1])
+        floor = mel.amin(dim=(1, 2), keepdim=True).expand(-1, short, mel.shape[2])
+        mel = torch.cat([mel, floor], dim=1)[:, : self.mel_frames, None].transpose(1, 2)
+        vae = self.codecs.audio_vae
+        dist = vae.encode(mel.to(vae.dtype)).latent_dist
+        return dist.mean, dist.std
+
+    def audio_latents(
+        self, mean: torch.Tensor, std: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """A posterior sample of the audio latents, scaled (the mean without ``generator``)."""
+        return _sample(mean, std, generator) * self.codecs.audio_vae.config.scaling_factor
+
     def encode_audio(
         self, waveform: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """``[b, samples]`` to scaled AudioLDM latents (log-mel padded to the latent grid)."""
-        mel = self.mel(waveform.to(self.device))
-        # AudioLDM pads short spectrograms with its log floor (silence), as here.
-        mel = F.pad(mel, (0, 0, 0, max(0, self.mel_frames - mel.shape[1])), value=mel.min().item())
-        mel = mel[:, : self.mel_frames, None].transpose(1, 2)
-        vae = self.codecs.audio_vae
-        return _sample_latent(vae, mel, generator) * vae.config.scaling_factor
+        return self.audio_latents(*self.audio_posterior(waveform), generator)
 
     @torch.no_grad()
     def decode_video(self, latents: torch.Tensor) -> torch.Tensor:
@@ -383,11 +425,10 @@ class TAVDiffusion:
         return waveform[:, : self.config.num_samples]
 
 
-def _sample_latent(
-    vae: nn.Module, x: torch.Tensor, generator: torch.Generator | None
+def _sample(
+    mean: torch.Tensor, std: torch.Tensor, generator: torch.Generator | None
 ) -> torch.Tensor:
-    dist = vae.encode(x.to(vae.dtype)).latent_dist
     if generator is None:
-        return dist.mean
-    noise = torch.randn(dist.mean.shape, generator=generator, device=generator.device)
-    return dist.mean + dist.std * noise.to(dist.mean.device, dist.mean.dtype)
+        return mean
+    noise = torch.randn(mean.shape, generator=generator, device=generator.device)
+    return mean + std * noise.to(mean.device, mean.dtype)

@@ -42,7 +42,7 @@ from tavgbench.baselines.tavdiffusion.checkpoint import (
     step_dir,
 )
 from tavgbench.baselines.tavdiffusion.config import TAVDiffusionConfig
-from tavgbench.baselines.tavdiffusion.data import ShardBatches, list_shards
+from tavgbench.baselines.tavdiffusion.data import ShardBatches, check_latents, list_shards
 from tavgbench.baselines.tavdiffusion.model import TAVDiffusion
 
 LOG_FIELDS = ("step", "loss", "video_mse", "audio_mse", "eas", "lr", "clips_per_s", "seconds")
@@ -73,7 +73,10 @@ def diffusion_loss(
     Args:
         model: codecs, schedule and config.
         denoiser: ``model.denoiser`` or its DDP wrapper.
-        batch: ``frames uint8 [b, f, H, W, 3]``, ``waveform [b, samples]``, ``caption``.
+        batch: ``caption`` and either ``frames uint8 [b, f, H, W, 3]`` and
+            ``waveform [b, samples]``, or the stored VAE posteriors (``video_mean``,
+            ``video_std``, ``audio_mean``, ``audio_std``; see ``data.write_shards``). Both give
+            the same draws from ``generator``.
         generator: CPU generator for every random draw of the step.
     """
     config = model.config
@@ -81,14 +84,22 @@ def diffusion_loss(
     drop = torch.rand(len(captions), generator=generator) < config.prompt_dropout
     captions = ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
     text = model.encode_text(captions)
-    video = model.encode_video(batch["frames"], generator)
-    audio = model.encode_audio(batch["waveform"], generator)
+    device = model.device
+    if "video_mean" in batch:
+        video = model.video_latents(
+            batch["video_mean"].to(device), batch["video_std"].to(device), generator
+        )
+        audio = model.audio_latents(
+            batch["audio_mean"].to(device), batch["audio_std"].to(device), generator
+        )
+    else:
+        video = model.encode_video(batch["frames"], generator)
+        audio = model.encode_audio(batch["waveform"], generator)
     scheduler = model.training_scheduler()
     b = video.shape[0]
     timesteps = torch.randint(0, config.num_train_timesteps, (b,), generator=generator)
     video_noise = torch.randn(video.shape, generator=generator)
     audio_noise = torch.randn(audio.shape, generator=generator)
-    device = model.device
     timesteps = timesteps.to(device)
     video_noise, audio_noise = video_noise.to(device), audio_noise.to(device)
     out = denoiser(
@@ -131,6 +142,7 @@ class Trainer:
         resume: bool = True,
     ) -> None:
         self.config = config
+        self.data = Path(data)
         self.shards = list_shards(data)
         self.out_dir = Path(out_dir)
         # Without `cpu=True` accelerate treats a multi-process launch without GPUs as a single
@@ -150,6 +162,7 @@ class Trainer:
             denoiser.video_unet.enable_gradient_checkpointing()
             denoiser.audio_unet.enable_gradient_checkpointing()
         self.model.to(acc.device)
+        self.latents = check_latents(self.data, self.model)
         denoiser.train()
         optimizer = torch.optim.AdamW(denoiser.parameters(), lr=config.learning_rate)
         self.ema = EMAModel(denoiser.parameters(), decay=config.ema_decay)
@@ -181,6 +194,10 @@ class Trainer:
             ema.state_dict = self._ema_state  # type: ignore[method-assign]
             save_weights(folder, self.model, acc.unwrap_model(self.denoiser), ema)
             torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+            if acc.scaler is not None:
+                # fp16: the dynamic loss scale and its growth counters, so a resumed run
+                # neither restarts at 65536 nor skips the steps a fresh scale would overflow.
+                torch.save(acc.scaler.state_dict(), folder / "scaler.pt")
         acc.wait_for_everyone()
         torch.save(self.generator.get_state(), folder / f"rng-rank{acc.process_index}.pt")
         acc.wait_for_everyone()
@@ -217,6 +234,9 @@ class Trainer:
         self.optimizer.load_state_dict(
             torch.load(folder / "optimizer.pt", map_location=acc.device, weights_only=True)
         )
+        scaler = folder / "scaler.pt"
+        if acc.scaler is not None and scaler.is_file():
+            acc.scaler.load_state_dict(torch.load(scaler, weights_only=True))
         rng = folder / f"rng-rank{acc.process_index}.pt"
         if rng.is_file():
             self.generator.set_state(torch.load(rng, weights_only=True))
@@ -239,6 +259,7 @@ class Trainer:
             rank=acc.process_index,
             world=acc.num_processes,
             start_batch=self.batches,
+            latents=self.latents,
         )
         loader = DataLoader(dataset, batch_size=None, num_workers=config.num_workers)
         sums: dict[str, float] = {}
