@@ -927,6 +927,12 @@ def baseline_train(
         bool, typer.Option("--no-cross-attention", help="Ablation: no cross-modal bridge.")
     ] = False,
     no_eas: Annotated[bool, typer.Option("--no-eas", help="Ablation: no EAS loss.")] = False,
+    fsdp: Annotated[
+        bool,
+        typer.Option(
+            "--fsdp", help="Shard parameters, gradients and optimizer state over the processes."
+        ),
+    ] = False,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Ignore checkpoints in --out instead of resuming.")
     ] = False,
@@ -948,6 +954,8 @@ def baseline_train(
         options["cross_attention"] = False
     if no_eas:
         options["eas"] = False
+    if fsdp:
+        options["parallelism"] = "fsdp"
     cfg = cfg.with_options(**options) if options else cfg
     trainer = Trainer(cfg, data, out, resume=not fresh)
 

@@ -6,10 +6,11 @@ Layout of ``OUT/checkpoints/step-00001000/``::
     denoiser.safetensors   trained weights (both UNets, bridges, EAS head)
     ema.safetensors        their exponential moving average (used for sampling)
     codecs.safetensors     the frozen parts built at random (only for random-weight configs)
-    optimizer.pt           optimizer state (loaded with ``weights_only=True``)
+    optimizer.pt           optimizer state, full (unsharded) and keyed by parameter name
+                           (loaded with ``weights_only=True``)
     scaler.pt              fp16 only: the gradient scaler's loss scale and counters
     rng-rank<k>.pt         each rank's noise generator state
-    state.json             step, batches consumed, world size
+    state.json             step, batches consumed, world size, parallelism
 
 ``state.json`` is written last, so a folder without it is an interrupted save and is ignored.
 """
@@ -21,7 +22,6 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from torch import nn
 
 from tavgbench.baselines.tavdiffusion.config import TAVDiffusionConfig, load_config
 from tavgbench.baselines.tavdiffusion.model import TAVDiffusion
@@ -81,14 +81,17 @@ def _clone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def save_weights(
-    folder: Path, model: TAVDiffusion, denoiser: nn.Module, ema: nn.Module | None
+    folder: Path,
+    model: TAVDiffusion,
+    denoiser: dict[str, torch.Tensor],
+    ema: dict[str, torch.Tensor] | None,
 ) -> None:
-    """Write config.json, denoiser, EMA and random codecs into ``folder``."""
+    """Write config.json, the denoiser's and EMA state dicts and random codecs into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     model.config.save(folder / "config.json")
-    save_file(_clone(denoiser.state_dict()), folder / "denoiser.safetensors")
+    save_file(_clone(denoiser), folder / "denoiser.safetensors")
     if ema is not None:
-        save_file(_clone(ema.state_dict()), folder / "ema.safetensors")
+        save_file(_clone(ema), folder / "ema.safetensors")
     codecs = random_codecs_state(model)
     if codecs:
         save_file(_clone(codecs), folder / "codecs.safetensors")

@@ -102,6 +102,9 @@ class TAVDiffusionConfig:
     gradient_accumulation_steps: int = 1
     max_steps: int = 100_000
     mixed_precision: str = "bf16"
+    # ddp: every rank holds the whole model; fsdp: parameters, gradients and optimizer state
+    # sharded over the ranks (torch FSDP2), for GPUs that cannot hold ~45 GB of training state.
+    parallelism: str = "ddp"
     gradient_checkpointing: bool = True
     ema_decay: float = 0.9999
     checkpoint_every: int = 1000
@@ -129,6 +132,15 @@ class TAVDiffusionConfig:
             raise ConfigError(
                 f"config {self.name!r}: mixed_precision must be no, bf16 or fp16, "
                 f"got {self.mixed_precision!r}"
+            )
+        if self.parallelism not in ("ddp", "fsdp"):
+            raise ConfigError(
+                f"config {self.name!r}: parallelism must be ddp or fsdp, got {self.parallelism!r}"
+            )
+        if self.parallelism == "fsdp" and self.mixed_precision == "fp16":
+            raise ConfigError(
+                f"config {self.name!r}: fsdp trains in bf16 or fp32 (fp16 would need a sharded "
+                "gradient scaler); set mixed_precision to bf16"
             )
 
     @property

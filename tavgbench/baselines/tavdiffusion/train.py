@@ -44,6 +44,15 @@ from tavgbench.baselines.tavdiffusion.checkpoint import (
 from tavgbench.baselines.tavdiffusion.config import TAVDiffusionConfig
 from tavgbench.baselines.tavdiffusion.data import ShardBatches, check_latents, list_shards
 from tavgbench.baselines.tavdiffusion.model import TAVDiffusion
+from tavgbench.baselines.tavdiffusion.sharding import (
+    copy_into,
+    full_optimizer_state,
+    full_state,
+    full_tensor,
+    load_full_optimizer_state,
+    load_full_state,
+    shard_denoiser,
+)
 
 LOG_FIELDS = ("step", "loss", "video_mse", "audio_mse", "eas", "lr", "clips_per_s", "seconds")
 
@@ -164,9 +173,26 @@ class Trainer:
         self.model.to(acc.device)
         self.latents = check_latents(self.data, self.model)
         denoiser.train()
-        optimizer = torch.optim.AdamW(denoiser.parameters(), lr=config.learning_rate)
+        # FSDP shards in place (accelerate's FSDP needs accelerators; torch's runs on gloo too);
+        # the optimizer then steps only at accumulation boundaries, as accelerate's would.
+        self.sharded = config.parallelism == "fsdp" and acc.num_processes > 1
+        if self.sharded:
+            self.denoiser = shard_denoiser(denoiser)
+            # Mixed precision as accelerate's prepare gives DDP: autocast around the forward.
+            forward = denoiser.forward
+
+            def autocast_forward(*args: Any, **kwargs: Any) -> Any:
+                with acc.autocast():
+                    return forward(*args, **kwargs)
+
+            denoiser.forward = autocast_forward  # type: ignore[method-assign]
+            self.optimizer = torch.optim.AdamW(denoiser.parameters(), lr=config.learning_rate)
+            self.torch_optimizer = self.optimizer
+        else:
+            optimizer = torch.optim.AdamW(denoiser.parameters(), lr=config.learning_rate)
+            self.denoiser, self.optimizer = acc.prepare(denoiser, optimizer)
+            self.torch_optimizer = optimizer
         self.ema = EMAModel(denoiser.parameters(), decay=config.ema_decay)
-        self.denoiser, self.optimizer = acc.prepare(denoiser, optimizer)
         self.generator = torch.Generator().manual_seed(config.seed * 100_003 + acc.process_index)
         self.step = 0
         self.batches = 0
@@ -178,22 +204,19 @@ class Trainer:
 
     # --- checkpoints ----------------------------------------------------------------------
 
-    def _ema_state(self) -> dict[str, torch.Tensor]:
-        denoiser = self.accelerator.unwrap_model(self.denoiser)
-        state = dict(denoiser.state_dict())
-        names = [n for n, _ in denoiser.named_parameters()]
-        state.update(dict(zip(names, self.ema.shadow_params, strict=True)))
-        return state
-
     def save(self) -> Path:
-        """Write the current step's checkpoint (every rank writes its generator state)."""
+        """Write the current step's checkpoint (every rank takes part and writes its generator)."""
         acc = self.accelerator
         folder = step_dir(self.out_dir, self.step)
+        denoiser = acc.unwrap_model(self.denoiser)
+        # Collective under FSDP: every rank gathers, rank 0 keeps the full tensors.
+        weights = full_state(denoiser)
+        names = [n for n, _ in denoiser.named_parameters()]
+        ema = {n: full_tensor(p).cpu() for n, p in zip(names, self.ema.shadow_params, strict=True)}
+        optimizer = full_optimizer_state(denoiser, self.torch_optimizer)
         if acc.is_main_process:
-            ema = nn.Module()
-            ema.state_dict = self._ema_state  # type: ignore[method-assign]
-            save_weights(folder, self.model, acc.unwrap_model(self.denoiser), ema)
-            torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+            save_weights(folder, self.model, weights, {**weights, **ema})
+            torch.save(optimizer, folder / "optimizer.pt")
             if acc.scaler is not None:
                 # fp16: the dynamic loss scale and its growth counters, so a resumed run
                 # neither restarts at 65536 nor skips the steps a fresh scale would overflow.
@@ -206,6 +229,7 @@ class Trainer:
                 "step": self.step,
                 "batches": self.batches,
                 "world_size": acc.num_processes,
+                "parallelism": self.config.parallelism,
                 "ema_optimization_step": self.ema.optimization_step,
             }
             (folder / "state.json").write_text(json.dumps(state, indent=2) + "\n")
@@ -224,16 +248,15 @@ class Trainer:
             )
         load_codecs(self.model, folder)
         denoiser = acc.unwrap_model(self.denoiser)
-        denoiser.load_state_dict(load_file(folder / "denoiser.safetensors"), strict=True)
+        load_full_state(denoiser, load_file(folder / "denoiser.safetensors"))
         ema = load_file(folder / "ema.safetensors")
         for (name, _), shadow in zip(
             denoiser.named_parameters(), self.ema.shadow_params, strict=True
         ):
-            shadow.data.copy_(ema[name])
+            copy_into(shadow, ema[name])
         self.ema.optimization_step = state["ema_optimization_step"]
-        self.optimizer.load_state_dict(
-            torch.load(folder / "optimizer.pt", map_location=acc.device, weights_only=True)
-        )
+        optimizer = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
+        load_full_optimizer_state(denoiser, self.torch_optimizer, optimizer)
         scaler = folder / "scaler.pt"
         if acc.scaler is not None and scaler.is_file():
             acc.scaler.load_state_dict(torch.load(scaler, weights_only=True))
@@ -267,10 +290,14 @@ class Trainer:
         tick = time.perf_counter()
         for batch in loader:
             with acc.accumulate(self.denoiser):
+                if self.sharded:
+                    self.denoiser.set_requires_gradient_sync(acc.sync_gradients)
                 loss, parts = diffusion_loss(self.model, self.denoiser, batch, self.generator)
                 acc.backward(loss)
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
+                # accelerate's prepared optimizer skips non-boundary steps itself.
+                if acc.sync_gradients or not self.sharded:
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
             self.batches += 1
             micro += 1
             for key, value in {"loss": loss, **parts}.items():
