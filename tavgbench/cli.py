@@ -846,13 +846,17 @@ def reference_list() -> None:
 
 @baseline_app.command("list")
 def baseline_list() -> None:
-    """List the reference baselines."""
-    from tavgbench.baselines import list_baselines
+    """List the reference baselines: stages, presets and the weights they need."""
+    from rich.markup import escape
 
-    table = Table("name", "description")
-    for name, description in list_baselines().items():
-        table.add_row(name, description)
-    console.print(table)
+    from tavgbench.baselines import BASELINES
+
+    for name, info in BASELINES.items():
+        console.print(f"[bold]{name}[/bold]: {escape(info.description)}")
+        console.print(f"  stages: {' -> '.join(info.stages)}")
+        console.print(f"  presets (--config): {', '.join(info.presets)}")
+        for weights in info.weights:
+            console.print(f"  weights: {escape(weights)}")
 
 
 @baseline_app.command("run")
@@ -866,7 +870,8 @@ def baseline_run(
     config: Annotated[
         str | None,
         typer.Option(
-            "--config", help="Preset (paper, tiny) or config JSON; default: checkpoint's."
+            "--config",
+            help="Preset (`tavgbench baseline list`) or config JSON; default: checkpoint's.",
         ),
     ] = None,
     steps: Annotated[

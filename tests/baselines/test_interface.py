@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tavgbench.baselines import list_baselines, load_baseline
+from tavgbench.baselines import BASELINES, list_baselines, load_baseline
 from tavgbench.baselines.interface import (
     AudibleClip,
     TextToAudibleVideo,
@@ -81,3 +81,22 @@ def test_registry_lists_and_refuses_unknown() -> None:
     assert "tavdiffusion" in list_baselines()
     with pytest.raises(TavgbenchError, match="unknown baseline"):
         load_baseline("nope")
+
+
+def test_listed_presets_are_the_real_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("diffusers", reason="needs the [baselines] extra")
+    from tavgbench.baselines.tavdiffusion.config import PRESETS as TAVD_PRESETS
+    from tavgbench.baselines.twostage.config import PRESETS as TWO_STAGE_PRESETS
+    from tavgbench.cli import main
+
+    audio_models = {
+        "animatediff-audioldm": "audioldm",
+        "animatediff-difffoley": "difffoley",
+        "audioldm-tempotokens": "tempotokens",
+    }
+    assert set(BASELINES["tavdiffusion"].presets) == set(TAVD_PRESETS)
+    for name, audio_model in audio_models.items():
+        assert set(BASELINES[name].presets) == set(TWO_STAGE_PRESETS[audio_model]), name
+    assert main(["baseline", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "VideoToAudio" in out and "CC BY-NC 4.0" in out
