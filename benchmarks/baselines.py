@@ -1,22 +1,29 @@
-"""Two-stage baselines' speed: seconds per clip of each stage, for a configuration.
+"""Two-stage baselines' speed and memory: seconds per clip of each stage, for a configuration.
 
 Prints, for each chosen baseline (``animatediff-audioldm``, ``animatediff-difffoley``; for
 ``audioldm-tempotokens`` the whole clip, whose video depends on its audio), the best
 of ``--repeat`` timed calls of one clip: ``video_s`` (AnimateDiff sampling and decoding),
 ``audio_s`` (AudioLDM from the prompt, or Diff-Foley from the frames: CAVP, sampling, VAE,
-Griffin-Lim) and ``clips_per_s`` of the whole pipeline. Random weights do not change speed, so
-``tiny`` needs no download; ``default`` needs the published weights.
+Griffin-Lim), ``clips_per_s`` of the whole pipeline and ``peak_gib`` (peak GPU memory,
+``torch.cuda.max_memory_allocated``; the resident set size on a CPU). Each runs at its
+configuration's published settings (steps, resolution, frames).
+
+Random weights do not change speed, so ``tiny`` and ``--random-weights`` need no download:
+``--config default --random-weights`` builds every part at its published size.
 
 Run from the repository root::
 
     python -m benchmarks.baselines                        # tiny, CPU
-    python -m benchmarks.baselines --config default --device cuda
+    python -m benchmarks.baselines --config default --random-weights --device cuda
+    python -m benchmarks.baselines --config audioldm2 --random-weights --device cuda \\
+        --baseline animatediff-audioldm --baseline audioldm-tempotokens
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,22 +31,37 @@ from typing import Any
 import torch
 
 NAMES = ("animatediff-audioldm", "animatediff-difffoley", "audioldm-tempotokens")
+AUDIO_MODELS = {
+    "animatediff-audioldm": "audioldm",
+    "animatediff-difffoley": "difffoley",
+    "audioldm-tempotokens": "tempotokens",
+}
+
+
+def _peak_gib(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     from tavgbench.baselines import load_baseline
+    from tavgbench.baselines.architectures import random_weights
+    from tavgbench.baselines.twostage.config import load_config
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="tiny", help="preset (tiny, default) or JSON")
+    parser.add_argument("--config", default="tiny", help="preset (tiny, default, ...) or JSON")
+    parser.add_argument("--random-weights", action="store_true", help="no download needed")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--baseline", choices=NAMES, action="append", help="default: both")
+    parser.add_argument("--baseline", choices=NAMES, action="append", help="default: all three")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    cuda = args.device.startswith("cuda")
 
     def sync() -> None:
-        if args.device.startswith("cuda"):
+        if cuda:
             torch.cuda.synchronize()
 
     def best(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -54,33 +76,45 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     prompt, seed = "a dog barks in the rain", 0
     results: dict[str, dict[str, float]] = {}
     for name in args.baseline or NAMES:
-        generator: Any = load_baseline(name, config=args.config, device=args.device)
+        config = load_config(args.config, AUDIO_MODELS[name])
+        if args.random_weights:
+            config = config.with_options(components=random_weights(config.components))
+        generator: Any = load_baseline(name, config=config, device=args.device)
         generator.generate(["warm up"], [1])
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         if name == "audioldm-tempotokens":
             # Audio comes first and conditions the video: time the whole clip.
             total_s, _ = best(lambda g=generator: g.generate([prompt], [seed]))
-            results[name] = {"total_s": total_s, "clips_per_s": 1.0 / total_s,
-                             "clip_seconds": generator.config.duration}  # fmt: skip
-            continue
-        video_s, frames = best(lambda g=generator: g._frames([prompt], [seed]))
-        cfg = generator.config
-        if name == "animatediff-audioldm":
-            audio_s, _ = best(
-                lambda g=generator: g.audio.generate([prompt], [seed], g.config.duration)
-            )
+            results[name] = {"total_s": total_s, "clips_per_s": 1.0 / total_s}
         else:
-            audio_s, _ = best(
-                lambda g=generator, f=frames: g.audio.generate(
-                    f, g.config.fps, [seed], g.config.duration
+            video_s, frames = best(lambda g=generator: g._frames([prompt], [seed]))
+            if name == "animatediff-audioldm":
+                audio_s, _ = best(
+                    lambda g=generator: g.audio.generate([prompt], [seed], g.config.duration)
                 )
-            )
-        results[name] = {
-            "video_s": video_s,
-            "audio_s": audio_s,
-            "clips_per_s": 1.0 / (video_s + audio_s),
-            "clip_seconds": cfg.duration,
-        }
-    print(json.dumps({"config": args.config, "device": args.device, "results": results}, indent=2))
+            else:
+                audio_s, _ = best(
+                    lambda g=generator, f=frames: g.audio.generate(
+                        f, g.config.fps, [seed], g.config.duration
+                    )
+                )
+            results[name] = {
+                "video_s": video_s,
+                "audio_s": audio_s,
+                "clips_per_s": 1.0 / (video_s + audio_s),
+            }
+        results[name].update(clip_seconds=config.duration, peak_gib=_peak_gib(args.device))
+        del generator
+        if cuda:
+            torch.cuda.empty_cache()
+    report = {
+        "config": args.config,
+        "random_weights": args.random_weights,
+        "device": torch.cuda.get_device_name() if cuda else args.device,
+        "results": results,
+    }
+    print(json.dumps(report, indent=2))
     return results
 
 

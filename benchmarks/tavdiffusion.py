@@ -1,32 +1,55 @@
-"""TAVDiffusion speed: training steps/s and sampling clips/s of a configuration.
+"""TAVDiffusion speed and memory: training steps/s, peak memory and sampling latency.
 
-Prints, for the chosen config (random weights: speed does not depend on their values):
+Prints, for the chosen config (``--random-weights`` builds every pretrained part at its published
+size with random weights: speed and memory do not depend on their values):
 
-* ``train_steps_per_s``: optimiser steps per second of the model alone (AdamW, one synthetic
-  batch of ``batch_size`` clips already in memory: VAE encoding, both UNets, bridge, EAS,
-  backward), best of ``--repeat`` timed runs of ``--steps`` steps;
-* ``train_clips_per_s``: the same in clips;
-* ``sample_clips_per_s``: joint DDIM sampling at the config's step count, decoding and vocoder
-  included, one clip per call.
+* ``train_step_s`` / ``train_clips_per_s``: one optimiser step of the model alone (AdamW, one
+  synthetic batch of ``--batch-size`` clips already in memory: VAE encoding, both UNets, bridge,
+  EAS, backward) with the config's mixed precision (bf16 autocast on the denoiser, as the
+  trainer runs it) and gradient checkpointing; best of ``--repeat`` timed runs of ``--steps``;
+* ``train_peak_gib``: peak GPU memory of training (``torch.cuda.max_memory_allocated``; the
+  resident set size on a CPU), EMA copy included as the trainer keeps one;
+* ``sample_s``: seconds to sample one audible video with ``--sample-steps`` joint DDIM steps
+  (classifier-free guidance on both streams), video VAE decoding and vocoder included, the
+  denoiser in ``--sample-dtype``; ``sample_peak_gib`` its peak memory;
+* ``trainable_parameters``.
+
+Targets (issue 6): the ``paper`` config trains at batch >= 2 per 80 GB GPU, and 50-step sampling
+of one clip takes under 30 s on one H100.
 
 Run from the repository root::
 
-    python -m benchmarks.tavdiffusion                  # tiny config, CPU
-    python -m benchmarks.tavdiffusion --device cuda --config paper   # needs the SD/AudioLDM weights
+    python -m benchmarks.tavdiffusion                                    # tiny config, CPU
+    python -m benchmarks.tavdiffusion --device cuda --config paper --random-weights --batch-size 2
     python -m benchmarks.tavdiffusion --quick
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import resource
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
-def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+
+def _peak_gib(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    from diffusers.training_utils import EMAModel
+
+    from tavgbench.baselines.architectures import random_weights
+    from tavgbench.baselines.tavdiffusion.components import count_parameters
     from tavgbench.baselines.tavdiffusion.config import load_config
     from tavgbench.baselines.tavdiffusion.model import TAVDiffusion
     from tavgbench.baselines.tavdiffusion.pipeline import TAVDiffusionPipeline
@@ -34,9 +57,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="tiny", help="preset or config JSON")
+    parser.add_argument("--random-weights", action="store_true", help="no download needed")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, help="clips per step (default: the config's)")
     parser.add_argument("--steps", type=int, default=10, help="training steps per timed run")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--sample-steps", type=int, help="DDIM steps (default: the config's)")
+    parser.add_argument("--sample-dtype", choices=DTYPES, default="float32")
+    parser.add_argument("--no-train", action="store_true", help="sampling only")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--quick", action="store_true", help="2 steps, 1 run (smoke test)")
     args = parser.parse_args(argv)
@@ -44,53 +72,92 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         args.steps, args.repeat = 2, 1
     torch.set_num_threads(args.threads)
     config = load_config(args.config)
-    torch.manual_seed(0)
-    model = TAVDiffusion(config).to(args.device)
-    optimizer = torch.optim.AdamW(model.denoiser.parameters(), lr=config.learning_rate)
-    g = torch.Generator().manual_seed(0)
-    b = config.batch_size
-    batch = {
-        "frames": torch.randint(
-            0, 256, (b, config.num_frames, config.height, config.width, 3), dtype=torch.uint8
-        ),
-        "waveform": 0.1 * torch.randn(b, config.num_samples),
-        "caption": ["a dog barks in the rain"] * b,
-    }
+    if args.random_weights:
+        config = config.with_options(components=random_weights(config.components))
+    b = args.batch_size or config.batch_size
+    cuda = args.device.startswith("cuda")
 
     def sync() -> None:
-        if args.device.startswith("cuda"):
+        if cuda:
             torch.cuda.synchronize()
 
-    def train_steps(n: int) -> None:
-        for _ in range(n):
-            loss, _ = diffusion_loss(model, model.denoiser, batch, g)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        sync()
+    torch.manual_seed(0)
+    model = TAVDiffusion(config).to(args.device)
+    denoiser = model.denoiser
+    results: dict[str, Any] = {"trainable_parameters": count_parameters(denoiser)}
+    if not args.no_train:
+        if config.gradient_checkpointing:
+            denoiser.video_unet.enable_gradient_checkpointing()
+            denoiser.audio_unet.enable_gradient_checkpointing()
+        denoiser.train()
+        optimizer = torch.optim.AdamW(denoiser.parameters(), lr=config.learning_rate)
+        ema = EMAModel(denoiser.parameters(), decay=config.ema_decay)
+        autocast = (
+            torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16)
+            if config.mixed_precision == "bf16"
+            else contextlib.nullcontext()
+        )
+        g = torch.Generator().manual_seed(0)
+        batch = {
+            "frames": torch.randint(
+                0, 256, (b, config.num_frames, config.height, config.width, 3), dtype=torch.uint8
+            ),
+            "waveform": 0.1 * torch.randn(b, config.num_samples),
+            "caption": ["a dog barks in the rain"] * b,
+        }
 
-    train_steps(1)
-    best = float("inf")
-    for _ in range(args.repeat):
-        start = time.perf_counter()
-        train_steps(args.steps)
-        best = min(best, time.perf_counter() - start)
-    pipeline = TAVDiffusionPipeline(model)
+        def train_steps(n: int) -> None:
+            for _ in range(n):
+                with autocast:
+                    loss, _ = diffusion_loss(model, denoiser, batch, g)
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                ema.step(denoiser.parameters())
+            sync()
+
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        train_steps(1)
+        best = float("inf")
+        for _ in range(args.repeat):
+            start = time.perf_counter()
+            train_steps(args.steps)
+            best = min(best, time.perf_counter() - start)
+        results.update(
+            train_batch_size=b,
+            train_step_s=best / args.steps,
+            train_clips_per_s=args.steps * b / best,
+            train_peak_gib=_peak_gib(args.device),
+        )
+        del optimizer, ema, batch
+        denoiser.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.empty_cache()
+    denoiser.to(DTYPES[args.sample_dtype])
+    pipeline = TAVDiffusionPipeline(model, num_inference_steps=args.sample_steps)
     pipeline.generate(["warm up"], [0])
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     sample = float("inf")
     for i in range(args.repeat):
         start = time.perf_counter()
         pipeline.generate(["a dog barks in the rain"], [i])
         sync()
         sample = min(sample, time.perf_counter() - start)
-    results = {
-        "train_steps_per_s": args.steps / best,
-        "train_clips_per_s": args.steps * b / best,
-        "sample_clips_per_s": 1.0 / sample,
-        "sample_steps": float(config.num_inference_steps),
+    results.update(
+        sample_steps=pipeline.num_inference_steps,
+        sample_s=sample,
+        sample_peak_gib=_peak_gib(args.device),
+    )
+    report = {
+        "config": config.name,
+        "random_weights": args.random_weights,
+        "device": torch.cuda.get_device_name() if cuda else args.device,
+        **results,
     }
-    print(json.dumps({"config": config.name, "device": args.device, **results}, indent=2))
-    return results
+    print(json.dumps(report, indent=2))
+    return report
 
 
 if __name__ == "__main__":

@@ -87,6 +87,15 @@ def test_untrained_bridge_gives_the_single_stream_unets_exactly() -> None:
     assert len(model.denoiser.bridges) == 2
 
 
+def test_eas_is_a_training_loss_only() -> None:
+    model = _model()
+    inputs = _inputs(model)
+    assert model.denoiser(*inputs).eas is not None
+    model.denoiser.eval()
+    # Sampling computes no loss, so ranks never meet in the EAS all-gather while generating.
+    assert model.denoiser(*inputs).eas is None
+
+
 def test_trained_bridge_couples_the_streams() -> None:
     model = _model()
     video, audio, t, text = _inputs(model)

@@ -92,3 +92,23 @@ def test_gpu_extractors_without_cuda(capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(SystemExit):
         gpu_extractors.main([])
     assert "no CUDA device here" in capsys.readouterr().err
+
+
+def test_tavdiffusion_quick() -> None:
+    pytest.importorskip("diffusers", reason="needs the [baselines] extra")
+    from benchmarks import tavdiffusion
+
+    report = tavdiffusion.main(["--quick", "--sample-dtype", "bfloat16"])
+    for key in ("train_step_s", "train_clips_per_s", "train_peak_gib", "sample_s"):
+        assert report[key] > 0, key
+    assert report["trainable_parameters"] > 0 and report["sample_steps"] == 2
+
+
+def test_baselines_quick() -> None:
+    pytest.importorskip("diffusers", reason="needs the [baselines] extra")
+    from benchmarks import baselines
+
+    results = baselines.main(["--repeat", "1"])
+    assert set(results) == set(baselines.NAMES)
+    for row in results.values():
+        assert row["clips_per_s"] > 0 and row["peak_gib"] > 0

@@ -47,7 +47,8 @@ class DenoiserOutput:
     Attributes:
         video: ``[b, c, f, h, w]`` predicted video noise.
         audio: ``[b, c, h, w]`` predicted audio noise.
-        eas: scalar EAS loss (global-batch negatives under DDP), or None when EAS is off.
+        eas: scalar EAS loss (global-batch negatives under DDP), or None when EAS is off or
+            the denoiser is in eval mode.
     """
 
     video: torch.Tensor
@@ -153,7 +154,9 @@ class TAVDiffusionDenoiser(nn.Module):
         a_upsize = any(s % 2**au.num_upsamplers for s in audio.shape[-2:])
         eas = None
         for i in range(len(vu.up_blocks)):
-            if i == self.eas_level and self.similarity is not None:
+            # Training only: sampling needs no loss (and ranks generating different numbers
+            # of batches must not meet in EAS's all-gather).
+            if i == self.eas_level and self.similarity is not None and self.training:
                 eas = eas_loss(
                     *self.similarity(video_to_tokens(v, num_frames), audio_to_tokens(a)),
                     temperature=self.eas_temperature,
