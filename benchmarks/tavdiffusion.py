@@ -12,7 +12,10 @@ size with random weights: speed and memory do not depend on their values):
 * ``sample_s``: seconds to sample one audible video with ``--sample-steps`` joint DDIM steps
   (classifier-free guidance on both streams), video VAE decoding and vocoder included, the
   denoiser in ``--sample-dtype``; ``sample_peak_gib`` its peak memory;
-* ``trainable_parameters``.
+* ``trainable_parameters`` and ``train_state_gib``: the memory training needs before any
+  activation (fp32 weights, gradients, AdamW's two moments and the EMA copy of the trainable
+  parameters, plus the frozen codecs), known without running: on a CPU it says whether a GPU
+  could hold the model at all.
 
 Targets (issue 6): the ``paper`` config trains at batch >= 2 per 80 GB GPU, and 50-step sampling
 of one clip takes under 30 s on one H100.
@@ -84,7 +87,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     torch.manual_seed(0)
     model = TAVDiffusion(config).to(args.device)
     denoiser = model.denoiser
-    results: dict[str, Any] = {"trainable_parameters": count_parameters(denoiser)}
+    trainable = count_parameters(denoiser)
+    frozen = sum(count_parameters(m) for m in model.codecs.modules().values())
+    results: dict[str, Any] = {
+        "trainable_parameters": trainable,
+        # 4 bytes each: weight, gradient, AdamW exp_avg and exp_avg_sq, EMA shadow.
+        "train_state_gib": (20 * trainable + 4 * frozen) / 2**30,
+    }
     if not args.no_train:
         if config.gradient_checkpointing:
             denoiser.video_unet.enable_gradient_checkpointing()
