@@ -69,7 +69,8 @@ BASELINES: dict[str, BaselineInfo] = {
         (
             _SD,
             _ANIMATEDIFF,
-            "Diff-Foley cavp_epoch66.ckpt + ldm_epoch240.ckpt (research use)",
+            "Diff-Foley cavp_epoch66.ckpt + ldm_epoch240.ckpt + double_guidance_classifier.ckpt "
+            "(research use)",
         ),
         ("default", "tiny"),
     ),

@@ -1,7 +1,7 @@
 """BEATs (Chen et al., ICML 2023), the audio encoder of TempoTokens, in the official key layout.
 
-Facts from the reference (github.com/microsoft/unilm ``beats/BEATs.py``, ``backbone.py``, as
-vendored by TempoTokens):
+Facts from the reference (github.com/microsoft/unilm ``beats/BEATs.py``, ``backbone.py``,
+``modules.py``, and TempoTokens' copy of them in ``modules/beats/``):
 
 * Front end: 16 kHz mono scaled by ``2**15``, Kaldi fbank as torchaudio computes it with its
   defaults (128 mel bins, 25 ms frames every 10 ms, Povey window, pre-emphasis 0.97, DC removal,
@@ -10,16 +10,19 @@ vendored by TempoTokens):
   read time-major (8 frequency patches per time step), layer-normalised and projected
   512 -> 768.
 * Transformer (post-norm, DeepNorm residual scale ``(2 L)^(1/4)``): a grouped convolutional
-  positional embedding (kernel 128, 16 groups, weight-normalised over the kernel axis, one
-  trailing output dropped, GELU) added to the input, then layer norm; each layer's self-attention
-  adds a T5-style bucketed relative position bias (buckets and table computed once, table shared
-  by all layers) scaled per query by a learned gate (``grep_linear``, ``grep_a``).
-* TempoTokens uses ``extract_features(...)[1]``: the outputs of all layers concatenated along
-  channels, ``[b, tokens, layers * 768]``.
+  positional embedding (kernel 128, 16 groups, weight norm with one gain per kernel tap, one
+  trailing output dropped, exact GELU) added to the input, then layer norm; each layer's
+  self-attention adds a T5-style bucketed relative position bias (buckets and table computed
+  once, table shared by all layers) scaled per query by a learned gate (``grep_linear``,
+  ``grep_a``).
+* TempoTokens uses ``extract_features(...)[1]`` of its copy, which it changed to also return the
+  outputs of all layers concatenated along channels, ``[b, tokens, layers * 768]`` (upstream
+  returns only the last layer's).
 
 Checkpoints are ``{"cfg": dict, "model": state_dict}``; :func:`convert_beats` reads one with
 ``torch.load(weights_only=True)`` and drops the fine-tuned classifier head (``predictor``), which
-TempoTokens does not use.
+TempoTokens does not use. A ``cfg`` key that is absent means the reference's default, as in the
+reference's ``BEATsConfig``.
 """
 
 from __future__ import annotations
@@ -42,6 +45,26 @@ FBANK_STD = 6.55582
 NUM_MEL_BINS = 128
 FRAME_LENGTH_MS = 25.0
 FRAME_SHIFT_MS = 10.0
+# The reference BEATsConfig's own defaults for the architecture fields: what a checkpoint whose
+# `cfg` omits one of them gets (they differ from the released checkpoints' values).
+REFERENCE_DEFAULTS: dict[str, Any] = {
+    "input_patch_size": -1,
+    "embed_dim": 512,
+    "conv_bias": False,
+    "encoder_layers": 12,
+    "encoder_embed_dim": 768,
+    "encoder_ffn_embed_dim": 3072,
+    "encoder_attention_heads": 12,
+    "activation_fn": "gelu",
+    "layer_norm_first": False,
+    "deep_norm": False,
+    "conv_pos": 128,
+    "conv_pos_groups": 16,
+    "relative_position_embedding": False,
+    "num_buckets": 320,
+    "max_distance": 1280,
+    "gru_rel_pos": False,
+}
 
 
 @dataclass(frozen=True)
@@ -70,9 +93,10 @@ class BEATsConfig:
 
     @classmethod
     def from_official(cls, cfg: dict[str, Any]) -> BEATsConfig:
-        """The architecture fields of a checkpoint's ``cfg`` (the others are training settings)."""
+        """The architecture fields of a checkpoint's ``cfg`` (the others are training settings);
+        absent ones take the reference's defaults, as the reference would build the model."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in cfg.items() if k in known})
+        return cls(**{**REFERENCE_DEFAULTS, **{k: v for k, v in cfg.items() if k in known}})
 
     @property
     def output_dim(self) -> int:
@@ -242,8 +266,13 @@ class BEATs(nn.Module):
     def __init__(self, config: BEATsConfig | None = None) -> None:
         super().__init__()
         c = self.config = config or BEATsConfig()
-        if NUM_MEL_BINS % c.input_patch_size:
+        if c.input_patch_size < 1 or NUM_MEL_BINS % c.input_patch_size:
             raise ValueError(f"BEATs: patch size {c.input_patch_size} must divide 128 mel bins")
+        # What the released checkpoints use; the reference's other activations are not ported.
+        if c.activation_fn != "gelu":
+            raise ValueError(f"BEATs: activation {c.activation_fn!r} is not supported (gelu)")
+        if c.deep_norm and c.layer_norm_first:
+            raise ValueError("BEATs: deep_norm and layer_norm_first exclude each other")
         p = c.input_patch_size
         self.patch_embedding = nn.Conv2d(1, c.embed_dim, p, p, bias=c.conv_bias)
         self.layer_norm = nn.LayerNorm(c.embed_dim)
@@ -300,7 +329,10 @@ def convert_beats(path: Path) -> dict[str, torch.Tensor]:
 def load_beats(path: Path) -> BEATs:
     """A :class:`BEATs` built from a checkpoint's ``cfg`` with its weights."""
     config, state = read_beats(path)
-    model = BEATs(config)
+    try:
+        model = BEATs(config)
+    except ValueError as exc:
+        raise WeightsError(f"{path}: unsupported cfg ({exc})") from exc
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

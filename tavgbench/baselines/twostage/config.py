@@ -10,8 +10,11 @@ Weights of ``default`` and their licences (several forbid commercial use):
 * Stable Diffusion 1.5 (``stable-diffusion-v1-5/stable-diffusion-v1-5``): CreativeML OpenRAIL-M.
 * AnimateDiff motion adapter v1-5-2 (``guoyww/animatediff-motion-adapter-v1-5-2``): Apache-2.0.
 * AudioLDM-S-full-v2 (``cvssp/audioldm-s-full-v2``): CC BY-NC-SA 4.0 (research only).
-* Diff-Foley (``cavp_epoch66.ckpt``, ``ldm_epoch240.ckpt`` from the authors' release, Hugging
-  Face ``SimianLuo/Diff-Foley``): code Apache-2.0; the checkpoints are released for research.
+* AudioLDM 2 (``cvssp/audioldm2``, the ``audioldm2`` presets): CC BY-NC-SA 4.0 (its model
+  card; research only). Its CLAP and Flan-T5 text encoders ship inside that repository.
+* Diff-Foley (``cavp_epoch66.ckpt``, ``ldm_epoch240.ckpt`` and, for double guidance,
+  ``double_guidance_classifier.ckpt``, in ``diff_foley_ckpt/`` of Hugging Face
+  ``SimianLuo/Diff-Foley``): code Apache-2.0; the checkpoints are released for research.
 * ZeroScope v2 576w (``cerspense/zeroscope_v2_576w``): CC BY-NC 4.0 (its model card; built on
   ModelScope text-to-video, itself CC BY-NC 4.0).
 * BEATs iter3+ AS2M fine-tuned (``BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt``, Microsoft's
@@ -35,6 +38,7 @@ from tavgbench.errors import TavgbenchError
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 ANIMATEDIFF = "guoyww/animatediff-motion-adapter-v1-5-2"
 AUDIOLDM = "cvssp/audioldm-s-full-v2"
+AUDIOLDM2 = "cvssp/audioldm2"
 DIFF_FOLEY = "SimianLuo/Diff-Foley"
 ZEROSCOPE = "cerspense/zeroscope_v2_576w"
 # TempoTokens' README layout (`models/BEATs/`, `models/vggsound/`), relative to the working folder.
@@ -48,7 +52,18 @@ AUDIOLDM_COMPONENTS = (
     "audio_vae",
     "vocoder",
 )
-DIFF_FOLEY_COMPONENTS = ("cavp", "foley_unet", "foley_vae", "foley_condition")
+AUDIOLDM2_COMPONENTS = (
+    "audioldm2_tokenizer",
+    "audioldm2_tokenizer_2",
+    "audioldm2_text_encoder",
+    "audioldm2_text_encoder_2",
+    "audioldm2_projection_model",
+    "audioldm2_language_model",
+    "audioldm2_unet",
+    "audioldm2_vae",
+    "audioldm2_vocoder",
+)
+DIFF_FOLEY_COMPONENTS = ("cavp", "foley_unet", "foley_vae", "foley_condition", "foley_classifier")
 TEMPOTOKENS_COMPONENTS = (
     "zeroscope_tokenizer",
     "zeroscope_text_encoder",
@@ -57,11 +72,19 @@ TEMPOTOKENS_COMPONENTS = (
     "beats",
     "mapper",
 )
-# The parts each audio model needs: ``tempotokens`` makes the video from the AudioLDM soundtrack.
+# The parts of each text-to-audio model (``TwoStageConfig.text_to_audio``).
+TEXT_TO_AUDIO_COMPONENTS = {
+    "audioldm": AUDIOLDM_COMPONENTS,
+    "audioldm2": AUDIOLDM2_COMPONENTS,
+}
+# The audio models whose soundtrack comes from the prompt, so they need a text-to-audio model's
+# parts too: ``audioldm`` beside the video, ``tempotokens`` before it (the video follows the sound).
+TEXT_TO_AUDIO_MODELS = ("audioldm", "tempotokens")
+# The parts each audio model needs besides its text-to-audio model's.
 NEEDED_COMPONENTS = {
-    "audioldm": VIDEO_COMPONENTS + AUDIOLDM_COMPONENTS,
+    "audioldm": VIDEO_COMPONENTS,
     "difffoley": VIDEO_COMPONENTS + DIFF_FOLEY_COMPONENTS,
-    "tempotokens": AUDIOLDM_COMPONENTS + TEMPOTOKENS_COMPONENTS,
+    "tempotokens": TEMPOTOKENS_COMPONENTS,
 }
 
 
@@ -76,7 +99,8 @@ class TwoStageConfig:
     ``audio_model`` is ``audioldm`` (text to audio from the same prompt), ``difffoley`` (video
     to audio from the generated frames) or ``tempotokens`` (AudioLDM audio from the prompt, then
     TempoTokens video from that audio; the ``video_*`` settings are then ZeroScope's). The
-    soundtrack lasts ``num_frames / fps`` seconds.
+    soundtrack lasts ``num_frames / fps`` seconds. ``text_to_audio`` picks AudioLDM
+    (``audioldm``) or AudioLDM 2 (``audioldm2``) for ``audioldm`` and ``tempotokens``.
     """
 
     name: str
@@ -103,10 +127,21 @@ class TwoStageConfig:
     audio_beta_end: float = 0.0195
     audio_beta_schedule: str = "scaled_linear"
     max_clap_length: int = 512
-    # Diff-Foley: CAVP at 4 fps on 224x224 frames, latents 2 columns per CAVP frame (64 per
-    # 32-frame window), CFG 4.5 with zero unconditional context; 25 DPM-Solver steps.
+    # The text-to-audio model of ``audioldm`` and ``tempotokens``. AudioLDM 2 samples on the
+    # same audio_* schedule: its released configs train on betas 0.0015-0.0195 over 1000 steps
+    # (haoheliu/AudioLDM2 audioldm2/utils.py), which diffusers names scaled_linear.
+    text_to_audio: str = "audioldm"
+    # AudioLDM 2's unconditional prompt: empty, the default of diffusers' AudioLDM2Pipeline and of
+    # the authors' CLI (diffusers' docs suggest "Low quality." as a tip). Its language model
+    # generates 8 "language of audio" tokens (the authors' sequence_gen_length).
+    audioldm2_negative_prompt: str = ""
+    audioldm2_new_tokens: int = 8
+    # Diff-Foley: CAVP at 4 fps on 224x224 frames, 40 frames per CAVP call, latents 2 columns
+    # per CAVP frame (64 per 32-frame window), CFG 4.5 with zero unconditional context; 25
+    # DPM-Solver steps (its inference notebook and demo_util.py).
     cavp_fps: float = 4.0
     cavp_size: int = 224
+    foley_cavp_chunk: int = 40
     foley_window: int = 32
     foley_latent_per_frame: int = 2
     foley_steps: int = 25
@@ -114,6 +149,13 @@ class TwoStageConfig:
     foley_beta_start: float = 0.00085
     foley_beta_end: float = 0.012
     foley_scale_factor: float = 0.18215
+    # Double guidance: the alignment classifier's gradient at scale 50 on top of CFG. The
+    # notebook turns it on; off here, so the baseline needs only the two main checkpoints.
+    # The reference's sampler gives the classifier the raw CAVP features, skipping the
+    # condition encoder it was trained with; foley_classifier_encode_context applies it.
+    foley_double_guidance: bool = False
+    foley_classifier_scale: float = 50.0
+    foley_classifier_encode_context: bool = False
     # Diff-Foley's spectrogram: 128 mels, n_fft 1024, hop 256 at 16 kHz, values
     # (20 log10(max(mel, 1e-5)) - 20 + 100) / 100 clipped to [0, 1]. Its inverse builds the mel
     # filters at 22,050 Hz (fmin 125, fmax 7600) though the audio is 16 kHz; we keep that.
@@ -132,8 +174,19 @@ class TwoStageConfig:
                 f"config {self.name!r}: audio_model must be one of "
                 f"{', '.join(NEEDED_COMPONENTS)}, got {self.audio_model!r}"
             )
-        needed = NEEDED_COMPONENTS[self.audio_model]
-        missing = [c for c in needed if c not in self.components]
+        if self.text_to_audio not in TEXT_TO_AUDIO_COMPONENTS:
+            raise ConfigError(
+                f"config {self.name!r}: text_to_audio must be one of "
+                f"{', '.join(TEXT_TO_AUDIO_COMPONENTS)}, got {self.text_to_audio!r}"
+            )
+        if self.audio_model not in TEXT_TO_AUDIO_MODELS and self.text_to_audio != "audioldm":
+            raise ConfigError(
+                f"config {self.name!r}: text_to_audio applies to audio models "
+                f"{', '.join(TEXT_TO_AUDIO_MODELS)} only, not {self.audio_model!r}"
+            )
+        if self.audioldm2_new_tokens < 1:
+            raise ConfigError(f"config {self.name!r}: audioldm2_new_tokens must be positive")
+        missing = [c for c in self.needed_components if c not in self.components]
         if missing:
             raise ConfigError(f"config {self.name!r}: components missing: {', '.join(missing)}")
         if self.height % 8 or self.width % 8:
@@ -143,6 +196,18 @@ class TwoStageConfig:
             )
         if self.num_frames < 1 or self.fps <= 0:
             raise ConfigError(f"config {self.name!r}: num_frames and fps must be positive")
+        if self.foley_cavp_chunk < 1 or self.foley_window < 1:
+            raise ConfigError(
+                f"config {self.name!r}: foley_cavp_chunk and foley_window must be positive"
+            )
+
+    @property
+    def needed_components(self) -> tuple[str, ...]:
+        """The components this audio model and, where it has one, its text-to-audio model use."""
+        needed = NEEDED_COMPONENTS[self.audio_model]
+        if self.audio_model in TEXT_TO_AUDIO_MODELS:
+            needed = TEXT_TO_AUDIO_COMPONENTS[self.text_to_audio] + needed
+        return needed
 
     @property
     def duration(self) -> float:
@@ -320,13 +385,118 @@ def _tiny_vocoder() -> dict[str, Any]:
     }
 
 
+def _audioldm2_default() -> dict[str, ComponentSpec]:
+    # The subfolders of diffusers' AudioLDM2Pipeline layout on the hub.
+    return {
+        "audioldm2_tokenizer": ComponentSpec(AUDIOLDM2, "tokenizer"),
+        "audioldm2_tokenizer_2": ComponentSpec(AUDIOLDM2, "tokenizer_2"),
+        "audioldm2_text_encoder": ComponentSpec(AUDIOLDM2, "text_encoder"),
+        "audioldm2_text_encoder_2": ComponentSpec(AUDIOLDM2, "text_encoder_2"),
+        "audioldm2_projection_model": ComponentSpec(AUDIOLDM2, "projection_model"),
+        "audioldm2_language_model": ComponentSpec(AUDIOLDM2, "language_model"),
+        "audioldm2_unet": ComponentSpec(AUDIOLDM2, "unet"),
+        "audioldm2_vae": ComponentSpec(AUDIOLDM2, "vae"),
+        "audioldm2_vocoder": ComponentSpec(AUDIOLDM2, "vocoder"),
+    }
+
+
+def _audioldm2_tiny() -> dict[str, ComponentSpec]:
+    # Sizes after diffusers' own AudioLDM 2 fast tests, smaller still; the tokenizers are built
+    # in memory (byte-level RoBERTa: 261 tokens; character-level T5: 98 pieces).
+    clap_dim, t5_dim, lm_dim, max_length = 16, 16, 16, 16
+    return {
+        "audioldm2_tokenizer": ComponentSpec(config={"model_max_length": max_length}),
+        "audioldm2_tokenizer_2": ComponentSpec(config={"model_max_length": max_length}),
+        "audioldm2_text_encoder": ComponentSpec(
+            config={
+                "text_config": {
+                    "vocab_size": 261,
+                    "hidden_size": 16,
+                    "intermediate_size": 32,
+                    "num_hidden_layers": 1,
+                    "num_attention_heads": 2,
+                    # Roberta-style positions start after the padding index.
+                    "max_position_embeddings": max_length + 2,
+                    "pad_token_id": 1,
+                },
+                # CLAP's audio branch is loaded with the model but unused for text.
+                "audio_config": {
+                    "spec_size": 64,
+                    "window_size": 4,
+                    "num_mel_bins": 64,
+                    "intermediate_size": 32,
+                    "depths": [1, 1],
+                    "num_attention_heads": [2, 2],
+                    "num_hidden_layers": 2,
+                    "hidden_size": 8,
+                    "patch_size": 2,
+                    "patch_stride": 2,
+                    "patch_embed_input_channels": 4,
+                },
+                "projection_dim": clap_dim,
+            }
+        ),
+        "audioldm2_text_encoder_2": ComponentSpec(
+            config={
+                "vocab_size": 98,
+                "d_model": t5_dim,
+                "d_ff": 32,
+                "d_kv": 8,
+                "num_heads": 2,
+                "num_layers": 1,
+            }
+        ),
+        "audioldm2_projection_model": ComponentSpec(
+            config={
+                "text_encoder_dim": clap_dim,
+                "text_encoder_1_dim": t5_dim,
+                "langauge_model_dim": lm_dim,  # sic: diffusers' argument name
+            }
+        ),
+        "audioldm2_language_model": ComponentSpec(
+            config={
+                "n_embd": lm_dim,
+                "n_head": 2,
+                "n_layer": 1,
+                "n_positions": 64,
+                # Only embeddings go in and hidden states come out: the vocabulary is unused.
+                "vocab_size": 16,
+                "bos_token_id": 0,
+                "eos_token_id": 0,
+            }
+        ),
+        "audioldm2_unet": ComponentSpec(
+            config={
+                "sample_size": 8,
+                "in_channels": 8,
+                "out_channels": 8,
+                "block_out_channels": [8, 16],
+                "layers_per_block": 1,
+                "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+                "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+                # Per block: self-attention, then cross-attention to the language model's
+                # tokens, then to the T5 states.
+                "cross_attention_dim": [[None, lm_dim, t5_dim], [None, lm_dim, t5_dim]],
+                "attention_head_dim": 4,
+                "norm_num_groups": 4,
+            }
+        ),
+        "audioldm2_vae": _audioldm_tiny()["audio_vae"],
+        "audioldm2_vocoder": ComponentSpec(config=_tiny_vocoder()),
+    }
+
+
 def _difffoley_default() -> dict[str, ComponentSpec]:
-    # Both files come from the Diff-Foley release; `source` names the folder holding them.
+    # The files come from the Diff-Foley release; `source` names the folder holding them. The
+    # classifier is loaded only with foley_double_guidance.
     return {
         "cavp": ComponentSpec(DIFF_FOLEY, "diff_foley_ckpt/cavp_epoch66.ckpt"),
         "foley_unet": ComponentSpec(DIFF_FOLEY, "diff_foley_ckpt/ldm_epoch240.ckpt"),
         "foley_vae": ComponentSpec(DIFF_FOLEY, "diff_foley_ckpt/ldm_epoch240.ckpt"),
         "foley_condition": ComponentSpec(DIFF_FOLEY, "diff_foley_ckpt/ldm_epoch240.ckpt"),
+        "foley_classifier": ComponentSpec(
+            DIFF_FOLEY, "diff_foley_ckpt/double_guidance_classifier.ckpt"
+        ),
     }
 
 
@@ -365,6 +535,22 @@ def _difffoley_tiny() -> dict[str, ComponentSpec]:
                 "up_block_types": ["UpDecoderBlock2D"] * 4,
             }
         ),
+        # Its context is the raw CAVP features (8-d here), as the reference's sampler gives it.
+        "foley_classifier": ComponentSpec(
+            config={
+                "backbone": {
+                    "in_channels": 4,
+                    "out_channels": 1,
+                    "block_out_channels": [8, 8],
+                    "layers_per_block": 1,
+                    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+                    "cross_attention_dim": 8,
+                    "attention_head_dim": 2,
+                    "norm_num_groups": 4,
+                },
+                "condition": {"origin_dim": 8, "embed_dim": 8, "seq_len": 40},
+            }
+        ),
     }
 
 
@@ -374,8 +560,8 @@ def _tempotokens_default() -> dict[str, ComponentSpec]:
         "zeroscope_text_encoder": ComponentSpec(ZEROSCOPE, "text_encoder"),
         "zeroscope_vae": ComponentSpec(ZEROSCOPE, "vae"),
         "zeroscope_unet": ComponentSpec(ZEROSCOPE, "unet"),
-        # Files: `source` is their folder, `subfolder` the file. The mapper trained on VGGSound
-        # (of the three released) covers the broadest range of sounds.
+        # Files: `source` is their folder, `subfolder` the file. Of the three released mappers,
+        # the VGGSound one is what the README runs on your own audio, and covers the most sounds.
         "beats": ComponentSpec(
             f"{TEMPOTOKENS_DIR}/BEATs", "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt"
         ),
@@ -397,6 +583,10 @@ def _tempotokens_tiny() -> dict[str, ComponentSpec]:
         "conv_pos_groups": 2,
         "num_buckets": 16,
         "max_distance": 32,
+        # The released checkpoints' switches, spelled out: the reference defaults them to off.
+        "deep_norm": True,
+        "relative_position_embedding": True,
+        "gru_rel_pos": True,
     }
     return {
         "zeroscope_tokenizer": video["tokenizer"],
@@ -454,7 +644,13 @@ def audioldm_tiny() -> TwoStageConfig:
 
 
 def difffoley_default() -> TwoStageConfig:
-    return TwoStageConfig("default", "difffoley", {**_video_default(), **_difffoley_default()})
+    # Double guidance on, as the authors' inference notebook runs it (use_double_guidance = True).
+    return TwoStageConfig(
+        "default",
+        "difffoley",
+        {**_video_default(), **_difffoley_default()},
+        foley_double_guidance=True,
+    )
 
 
 def difffoley_tiny() -> TwoStageConfig:
@@ -464,8 +660,10 @@ def difffoley_tiny() -> TwoStageConfig:
 
 
 def tempotokens_default() -> TwoStageConfig:
-    # TempoTokens' inference: 2 s of audio, 24 frames at 12 fps, 384x384, DPM-Solver++ 25 steps
-    # on ZeroScope's schedule (scaled-linear betas 0.00085-0.012), guidance 25, VAE batch 8.
+    # TempoTokens' inference.py defaults: 2 s of audio, 24 frames at 12 fps, 384x384, 25 steps,
+    # guidance 25, VAE batch 8; DPM-Solver++ (2nd order) built from ZeroScope's scheduler config
+    # (a DDIM config: scaled-linear betas 0.00085-0.012, epsilon, steps_offset 1, no
+    # timestep_spacing, so DPM-Solver's default linspace spacing).
     return TwoStageConfig(
         "default",
         "tempotokens",
@@ -489,15 +687,62 @@ def tempotokens_tiny() -> TwoStageConfig:
     )
 
 
+# AudioLDM 2's sampling: DDIM, 200 steps, CFG 3.5 (the defaults of the authors' CLI,
+# haoheliu/AudioLDM2 bin/audioldm2, and of diffusers' AudioLDM2Pipeline). The authors' CLI also
+# ranks 3 candidates per prompt by CLAP score; we generate one clip per seed, as diffusers does.
+_AUDIOLDM2_SAMPLING: dict[str, Any] = {"audio_steps": 200, "audio_guidance": 3.5}
+
+
+def _with_audioldm2(
+    base: TwoStageConfig, name: str, parts: dict[str, ComponentSpec], **options: Any
+) -> TwoStageConfig:
+    """``base`` with AudioLDM 2 (``parts``) making the soundtrack in place of AudioLDM."""
+    kept = {k: v for k, v in base.components.items() if k not in AUDIOLDM_COMPONENTS}
+    return replace(
+        base, name=name, text_to_audio="audioldm2", components={**parts, **kept}, **options
+    )
+
+
+def audioldm_audioldm2() -> TwoStageConfig:
+    return _with_audioldm2(
+        audioldm_default(), "audioldm2", _audioldm2_default(), **_AUDIOLDM2_SAMPLING
+    )
+
+
+def audioldm_audioldm2_tiny() -> TwoStageConfig:
+    return _with_audioldm2(audioldm_tiny(), "audioldm2-tiny", _audioldm2_tiny())
+
+
+def tempotokens_audioldm2() -> TwoStageConfig:
+    return _with_audioldm2(
+        tempotokens_default(), "audioldm2", _audioldm2_default(), **_AUDIOLDM2_SAMPLING
+    )
+
+
+def tempotokens_audioldm2_tiny() -> TwoStageConfig:
+    return _with_audioldm2(tempotokens_tiny(), "audioldm2-tiny", _audioldm2_tiny())
+
+
 PRESETS = {
-    "audioldm": {"default": audioldm_default, "tiny": audioldm_tiny},
+    "audioldm": {
+        "default": audioldm_default,
+        "tiny": audioldm_tiny,
+        "audioldm2": audioldm_audioldm2,
+        "audioldm2-tiny": audioldm_audioldm2_tiny,
+    },
     "difffoley": {"default": difffoley_default, "tiny": difffoley_tiny},
-    "tempotokens": {"default": tempotokens_default, "tiny": tempotokens_tiny},
+    "tempotokens": {
+        "default": tempotokens_default,
+        "tiny": tempotokens_tiny,
+        "audioldm2": tempotokens_audioldm2,
+        "audioldm2-tiny": tempotokens_audioldm2_tiny,
+    },
 }
 
 
 def load_config(name_or_path: str | Path | TwoStageConfig, audio_model: str) -> TwoStageConfig:
-    """A preset (``default``, ``tiny``) of ``audio_model``, a config, or a JSON file."""
+    """A preset of ``audio_model`` (``default``, ``tiny``; for ``audioldm`` and ``tempotokens``
+    also ``audioldm2``, ``audioldm2-tiny``), a config, or a JSON file."""
     if isinstance(name_or_path, TwoStageConfig):
         config = name_or_path
     elif str(name_or_path) in PRESETS[audio_model]:

@@ -1,32 +1,50 @@
 """Diff-Foley (Luo et al., NeurIPS 2023), video to audio, ported onto diffusers parts.
 
-Facts from the reference (github.com/luosiallen/Diff-Foley, inference code and configs):
+Facts from the reference (github.com/luosiallen/Diff-Foley at ``0ba1e8a``: ``inference/``
+notebook, configs and ``demo_util.py``, ``diff_foley/``):
 
 * CAVP video encoder: a SlowOnly ResNet3D-50 (mmaction layout: stem conv 1x7x7 stride 1x2x2 and
   a 1x3x3 max pool, bottleneck stages 3-4-6-3, temporal 3x1x1 kernels in stages 3 and 4 only,
   no temporal striding), frames at 4 fps resized to 224x224 and scaled to [0, 1] (no mean/std),
   features averaged over space per frame, projected 2048 -> 512 and L2-normalised: one 512-d
-  vector per frame.
+  vector per frame. The frames go through it in chunks of 40 (``batch_size = 40``), so its
+  temporal kernels do not reach across a chunk boundary.
 * Stage 2: a latent diffusion model whose UNet is Stable Diffusion 1.x's (320 channels, x1 x2 x4
   x4, attention at the first three levels, 8 heads, 768-d context). The context is the CAVP
   features through a linear layer 512 -> 768 plus learned positional embeddings (40 positions).
-  The unconditional context for classifier-free guidance (scale 4.5) is all zeros. Latents
-  ``[4, 16, 64]`` per 32-feature window (8 s); windows are generated one after another and
-  their audio concatenated. Sampling: DPM-Solver++ (order 2, multistep, 25 steps) on the LDM
-  schedule (sqrt-linear betas 0.00085-0.012), latents scaled by 0.18215.
+  The unconditional context for classifier-free guidance (scale 4.5) is all zeros (zeros in
+  place of the encoded context). Latents ``[4, 16, 64]`` per 32-feature window (8 s); windows
+  are generated one after another, each decoded and inverted to audio on its own, and the
+  audio concatenated. Sampling: DPM-Solver++ (2nd order, multistep, 25 steps uniform in time
+  from t = 1 to t = 1/1000, the last step 2nd order too and landing on the noise level of the
+  first training step, not on zero noise) on the LDM's "linear" schedule (betas
+  ``linspace(sqrt(0.00085), sqrt(0.012), 1000) ** 2``, diffusers' ``scaled_linear``); latents
+  scaled by 0.18215.
+* Double guidance (optional; the notebook turns it on): a classifier of the noisy latent given
+  the video's CAVP features, trained to tell in-sync pairs, is an encoder-half LDM UNet (128
+  channels x1 x2 x2, one res block per level, attention at the two lower levels, 8 heads,
+  512-d context) ending in GroupNorm, SiLU, a 3x3 conv halving the channels, average pooling,
+  a linear layer and a sigmoid. Each solver step subtracts ``scale * sigma_t * grad_x log p``
+  (scale 50) from the classifier-free-guided noise. The sampler hands the classifier the raw
+  CAVP features: its condition encoder (``cond_model``, used in training) is skipped.
 * The KL VAE (3 channels, 128-wide, x1 x2 x4 x4) encodes the spectrogram; its decoded first
   channel is a 128-mel spectrogram in [0, 1], inverted by undoing the dB scaling, a
-  non-negative least-squares mel inversion and 32 Griffin-Lim iterations (momentum 0.99,
-  random initial phase) at hop 256; the audio is 16 kHz.
+  non-negative least-squares mel inversion and librosa 0.8's Griffin-Lim (32 iterations,
+  momentum 0.99, random initial phase, reflect padding) at hop 256; the audio is 16 kHz.
 
 We resize frames with antialiased bilinear interpolation (the reference uses PIL's bilinear
 resize), pick the 4 fps frames nearest in time (as ffmpeg's fps filter does), give clips
-shorter than a window a proportionally shorter latent (2 columns per feature), and draw the
-Griffin-Lim phase from the clip's seed.
+shorter than a window a proportionally shorter latent (2 columns per feature; the reference
+only generates whole windows), draw each window's Griffin-Lim phase from the clip's seed, call
+the UNet and classifier at diffusers' integer timesteps (the reference's are the same times
+unrounded), give the classifier the window's features (the reference gives it the whole
+clip's, which is the same for clips of one window) and apply it whatever the CFG scale (the
+reference skips both guidances when that scale is 1).
 
-Official checkpoints are PyTorch Lightning files (``{"state_dict": ...}``): :func:`convert_cavp`
-and :func:`convert_difffoley` map them, without unpickling anything but tensors, to the state
-dicts of :class:`CAVPVideoEncoder` and :class:`DiffFoleyLDM`.
+Official checkpoints are PyTorch Lightning files (``{"state_dict": ...}``): :func:`convert_cavp`,
+:func:`convert_difffoley` and :func:`convert_alignment_classifier` map them, without unpickling
+anything but tensors, to the state dicts of :class:`CAVPVideoEncoder`, :class:`DiffFoleyLDM`
+and :class:`AlignmentClassifier`.
 """
 
 from __future__ import annotations
@@ -41,6 +59,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from diffusers.models.unets.unet_2d_blocks import get_down_block, get_mid_block
 from torch import nn
 
 from tavgbench.baselines.tavdiffusion.config import ComponentSpec
@@ -51,6 +71,7 @@ from tavgbench.errors import WeightsError
 
 CAVP_FILE = "cavp_epoch66.ckpt"
 LDM_FILE = "ldm_epoch240.ckpt"
+CLASSIFIER_FILE = "double_guidance_classifier.ckpt"
 FOLEY_SALT = 2
 PHASE_SALT = 3
 
@@ -172,6 +193,117 @@ class DiffFoleyLDM(nn.Module):
         self.vae = vae
 
 
+class ClassifierBackbone(nn.Module):
+    """The double-guidance classifier's network: the encoder half of an LDM UNet, then a head.
+
+    ``[b, c, h, w]`` latents, ``[b]`` timesteps and a ``[b, n, cross_attention_dim]`` context
+    to ``[b, out_channels]`` logits (the published arguments: :data:`FOLEY_CLASSIFIER`). The
+    trunk (time embedding, input conv, down blocks, middle block) is built as
+    :class:`~diffusers.UNet2DConditionModel` builds its own from the same arguments, so the LDM
+    key mapping applies; the head is GroupNorm, SiLU, a 3x3 conv to half the channels, a
+    spatial mean and a linear layer.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        out_channels: int,
+        block_out_channels: Iterable[int],
+        layers_per_block: int,
+        down_block_types: Iterable[str],
+        cross_attention_dim: int,
+        attention_head_dim: int,
+        norm_num_groups: int,
+    ) -> None:
+        super().__init__()
+        channels = list(block_out_channels)
+        down_types = list(down_block_types)
+        self.config = SimpleNamespace(
+            block_out_channels=channels,
+            layers_per_block=layers_per_block,
+            down_block_types=down_types,
+        )
+        # UNet2DConditionModel's defaults: SiLU, GroupNorm eps 1e-5, sin/cos flipped, no shift.
+        time_dim = channels[0] * 4
+        self.time_proj = Timesteps(channels[0], flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.time_embedding = TimestepEmbedding(channels[0], time_dim)
+        self.conv_in = nn.Conv2d(in_channels, channels[0], 3, padding=1)
+        blocks = dict(
+            temb_channels=time_dim,
+            resnet_eps=1e-5,
+            resnet_act_fn="silu",
+            resnet_groups=norm_num_groups,
+            cross_attention_dim=cross_attention_dim,
+            # UNet2DConditionModel's legacy naming: attention_head_dim is the number of heads.
+            num_attention_heads=attention_head_dim,
+            attention_head_dim=attention_head_dim,
+        )
+        self.down_blocks = nn.ModuleList()
+        previous = channels[0]
+        for i, (kind, width) in enumerate(zip(down_types, channels, strict=True)):
+            self.down_blocks.append(
+                get_down_block(
+                    kind,
+                    num_layers=layers_per_block,
+                    in_channels=previous,
+                    out_channels=width,
+                    add_downsample=i < len(channels) - 1,
+                    downsample_padding=1,
+                    **blocks,
+                )
+            )
+            previous = width
+        self.mid_block = get_mid_block("UNetMidBlock2DCrossAttn", in_channels=previous, **blocks)
+        self.conv_norm_out = nn.GroupNorm(norm_num_groups, previous)
+        self.conv_out = nn.Conv2d(previous, previous // 2, 3, padding=1)
+        self.classifier = nn.Linear(previous // 2, out_channels)
+
+    def forward(
+        self, latents: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor
+    ) -> torch.Tensor:
+        t = timesteps.expand(latents.shape[0])
+        emb = self.time_embedding(self.time_proj(t).to(latents.dtype))
+        h = self.conv_in(latents)
+        for block in self.down_blocks:
+            if getattr(block, "has_cross_attention", False):
+                h, _ = block(h, temb=emb, encoder_hidden_states=context)
+            else:
+                h, _ = block(h, temb=emb)
+        h = self.mid_block(h, emb, encoder_hidden_states=context)
+        h = self.conv_out(F.silu(self.conv_norm_out(h)))
+        return self.classifier(h.mean(dim=(2, 3)))
+
+
+class AlignmentClassifier(nn.Module):
+    """Diff-Foley's double-guidance classifier: is a noisy latent in sync with the video?
+
+    Attribute names follow the official checkpoint: ``model`` (:class:`ClassifierBackbone`) and
+    ``cond_model`` (a :class:`FoleyCondition`, which the reference trains with but its sampler
+    skips; ``encode_context`` applies it).
+    """
+
+    def __init__(
+        self, backbone: dict[str, Any] | None = None, condition: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__()
+        self.model = ClassifierBackbone(**(backbone or FOLEY_CLASSIFIER))
+        self.cond_model = FoleyCondition(**(condition or FOLEY_CLASSIFIER_CONDITION))
+
+    def log_prob(
+        self,
+        latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        feats: torch.Tensor,
+        *,
+        encode_context: bool = False,
+    ) -> torch.Tensor:
+        """``log p(aligned)`` per latent, ``[b, 1]``: the log of the reference's sigmoid output
+        (computed as a log-sigmoid, which stays finite where the probability underflows)."""
+        context = self.cond_model(feats) if encode_context else feats
+        return F.logsigmoid(self.model(latents, timesteps, context))
+
+
 # --- checkpoint conversion -------------------------------------------------------------------
 
 _RESNET = {
@@ -194,12 +326,13 @@ _VAE_ATTENTION = {
 KeyPairs = list[tuple[str, str, dict[str, str]]]
 
 
-def unet_key_pairs(config: Any) -> KeyPairs:
-    """``(official prefix, diffusers prefix, inner renames)`` of an LDM UNet (SD 1.x layout)."""
+def encoder_key_pairs(config: Any) -> KeyPairs:
+    """``(official prefix, diffusers prefix, inner renames)`` of an LDM UNet's time embedding,
+    input and middle blocks and ``out`` (GroupNorm, conv), shared by the UNet and the
+    double-guidance classifier."""
     levels = len(config.block_out_channels)
     per = config.layers_per_block
     down_attn = ["CrossAttn" in t for t in config.down_block_types]
-    up_attn = ["CrossAttn" in t for t in config.up_block_types]
     pairs: KeyPairs = [
         ("time_embed.0", "time_embedding.linear_1", {}),
         ("time_embed.2", "time_embedding.linear_2", {}),
@@ -219,6 +352,21 @@ def unet_key_pairs(config: Any) -> KeyPairs:
         if b < levels - 1:
             i = (b + 1) * (per + 1)
             pairs.append((f"input_blocks.{i}.0.op", f"down_blocks.{b}.downsamplers.0.conv", {}))
+    return pairs
+
+
+def classifier_key_pairs(config: Any) -> KeyPairs:
+    """The key pairs of the double-guidance classifier's backbone (``model.`` in its file)."""
+    return [*encoder_key_pairs(config), ("classifier", "classifier", {})]
+
+
+def unet_key_pairs(config: Any) -> KeyPairs:
+    """``(official prefix, diffusers prefix, inner renames)`` of an LDM UNet (SD 1.x layout)."""
+    levels = len(config.block_out_channels)
+    per = config.layers_per_block
+    up_attn = ["CrossAttn" in t for t in config.up_block_types]
+    pairs = encoder_key_pairs(config)
+    for b in range(levels):
         for j in range(per + 1):
             i = b * (per + 1) + j
             pairs.append((f"output_blocks.{i}.0", f"up_blocks.{b}.resnets.{j}", _RESNET))
@@ -385,7 +533,58 @@ def to_official(
     return out
 
 
-# Published architectures (Stage2_LDM.yaml, Stage1_CAVP.yaml) as diffusers arguments.
+def convert_alignment_classifier(
+    path: Path, backbone_config: Any | None = None
+) -> dict[str, torch.Tensor]:
+    """``double_guidance_classifier.ckpt`` to the state dict of :class:`AlignmentClassifier`.
+
+    ``backbone_config`` (a :class:`ClassifierBackbone`'s ``config``) gives the layout; by
+    default the published one. The noise schedule buffers (``betas``, ``scale_factor``, ...)
+    are dropped.
+    """
+    backbone_config = backbone_config or SimpleNamespace(**FOLEY_CLASSIFIER)
+    state = read_lightning(Path(path))
+    pairs = classifier_key_pairs(backbone_config)
+    out: dict[str, torch.Tensor] = {}
+    unknown = []
+    for key, value in state.items():
+        if key.startswith("model."):
+            new = rename(key.removeprefix("model."), pairs)
+            if new is None:
+                unknown.append(key)
+            else:
+                out["model." + new] = value
+        elif key.startswith("cond_model."):
+            out[key] = value
+        elif "." in key:
+            unknown.append(key)
+    if unknown:
+        raise WeightsError(
+            f"{path}: {len(unknown)} keys do not fit the Diff-Foley classifier layout (first: "
+            f"{unknown[0]}); is this double_guidance_classifier.ckpt?"
+        )
+    if not out:
+        raise WeightsError(
+            f"{path}: no classifier weights; is this double_guidance_classifier.ckpt?"
+        )
+    return out
+
+
+def classifier_to_official(model: AlignmentClassifier) -> dict[str, torch.Tensor]:
+    """:class:`AlignmentClassifier`'s weights in the official key layout (inverse of
+    :func:`convert_alignment_classifier`)."""
+    pairs = classifier_key_pairs(model.model.config)
+    out = {f"cond_model.{k}": v for k, v in model.cond_model.state_dict().items()}
+    for k, v in model.model.state_dict().items():
+        old = rename(k, pairs, inverse=True)
+        if old is None:
+            raise KeyError(k)
+        out[f"model.{old}"] = v
+    return out
+
+
+# Published architectures (Stage2_LDM.yaml, Stage1_CAVP.yaml, Double_Guidance_Classifier.yaml)
+# as diffusers arguments.
 FOLEY_UNET: dict[str, Any] = {
     "in_channels": 4,
     "out_channels": 4,
@@ -407,6 +606,19 @@ FOLEY_VAE: dict[str, Any] = {
 }
 CAVP: dict[str, Any] = {"stage_blocks": [3, 4, 6, 3], "base_channels": 64, "embed_dim": 512}
 FOLEY_CONDITION: dict[str, Any] = {"origin_dim": 512, "embed_dim": 768, "seq_len": 40}
+# Classifier_Backbone: model_channels 128, channel_mult [1, 2, 2], num_res_blocks 1, attention
+# at 2x and 4x downsampling, 8 heads, context 512; its cond_model maps 512 -> 512 (40 positions).
+FOLEY_CLASSIFIER: dict[str, Any] = {
+    "in_channels": 4,
+    "out_channels": 1,
+    "block_out_channels": [128, 256, 256],
+    "layers_per_block": 1,
+    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    "cross_attention_dim": 512,
+    "attention_head_dim": 8,
+    "norm_num_groups": 32,
+}
+FOLEY_CLASSIFIER_CONDITION: dict[str, Any] = {"origin_dim": 512, "embed_dim": 512, "seq_len": 40}
 
 
 # --- spectrogram inversion -------------------------------------------------------------------
@@ -431,8 +643,13 @@ def griffin_lim(
     iters: int,
     momentum: float,
     generator: torch.Generator,
+    pad_mode: str = "constant",
 ) -> torch.Tensor:
-    """Fast Griffin-Lim (librosa's: random initial phase, momentum), ``[bins, frames]`` to audio."""
+    """Fast Griffin-Lim (librosa's: random initial phase, momentum), ``[bins, frames]`` to audio.
+
+    ``pad_mode`` pads the re-analysis STFT: librosa's default, ``constant`` since 0.10 and
+    ``reflect`` before (Diff-Foley pins librosa 0.8).
+    """
     n_fft = 2 * (magnitude.shape[0] - 1)
     window = torch.hann_window(n_fft, dtype=magnitude.dtype)
     phase = torch.rand(magnitude.shape, generator=generator, dtype=magnitude.dtype)
@@ -443,7 +660,7 @@ def griffin_lim(
 
     def stft(wave: torch.Tensor) -> torch.Tensor:
         return torch.stft(
-            wave, n_fft, hop, window=window, center=True, pad_mode="constant", return_complex=True
+            wave, n_fft, hop, window=window, center=True, pad_mode=pad_mode, return_complex=True
         )
 
     rebuilt = torch.zeros_like(angles)
@@ -459,7 +676,10 @@ def griffin_lim(
 
 
 class DiffFoley:
-    """Frames to ``float32 [b, samples]`` soundtracks at ``config.foley_sample_rate``."""
+    """Frames to ``float32 [b, samples]`` soundtracks at ``config.foley_sample_rate``.
+
+    ``classifier`` (needed when ``config.foley_double_guidance``) adds the double guidance.
+    """
 
     def __init__(
         self,
@@ -467,11 +687,17 @@ class DiffFoley:
         cavp: CAVPVideoEncoder,
         ldm: DiffFoleyLDM,
         device: str | torch.device = "cpu",
+        classifier: AlignmentClassifier | None = None,
     ) -> None:
+        if config.foley_double_guidance and classifier is None:
+            raise WeightsMissing(
+                f"config {config.name!r}: foley_double_guidance needs the alignment classifier"
+            )
         self.config = config
         self.cavp = cavp
         self.ldm = ldm
-        freeze(self.cavp, self.ldm)
+        self.classifier = classifier if config.foley_double_guidance else None
+        freeze(self.cavp, self.ldm, *([] if self.classifier is None else [self.classifier]))
         self.sample_rate = config.foley_sample_rate
         self.filters = slaney_mel_filterbank(
             config.foley_inverse_filter_rate,
@@ -497,7 +723,8 @@ class DiffFoley:
         device: str | torch.device = "cpu",
     ) -> DiffFoley:
         """Random parts from ``config``, or the official checkpoints (``config`` sources, or
-        ``checkpoint_dir`` holding ``cavp_epoch66.ckpt`` and ``ldm_epoch240.ckpt``)."""
+        ``checkpoint_dir`` holding ``cavp_epoch66.ckpt``, ``ldm_epoch240.ckpt`` and, with
+        double guidance, ``double_guidance_classifier.ckpt``)."""
         specs = config.components
         cavp = CAVPVideoEncoder(**(specs["cavp"].config or CAVP))
         condition = FoleyCondition(**(specs["foley_condition"].config or FOLEY_CONDITION))
@@ -513,16 +740,29 @@ class DiffFoley:
                     _resolve(ldm_spec, checkpoint_dir, LDM_FILE), unet.config, vae.config
                 )
             )
-        return cls(config, cavp, ldm, device)
+        classifier = None
+        if config.foley_double_guidance:
+            spec = specs["foley_classifier"]
+            classifier = AlignmentClassifier(**spec.config)
+            if checkpoint_dir is not None or spec.pretrained:
+                path = _resolve(spec, checkpoint_dir, CLASSIFIER_FILE)
+                classifier.load_state_dict(
+                    convert_alignment_classifier(path, classifier.model.config)
+                )
+        return cls(config, cavp, ldm, device, classifier)
 
     def to(self, device: str | torch.device) -> DiffFoley:
         self.device = torch.device(device)
         self.cavp.to(self.device)
         self.ldm.to(self.device)
+        if self.classifier is not None:
+            self.classifier.to(self.device)
         return self
 
     def scheduler(self) -> DPMSolverMultistepScheduler:
         c = self.config
+        # The reference's DPM-Solver ends at t = 1/N, the first training step's noise level
+        # (``sigma_min``), with a 2nd-order step: lower_order_final only acts below 15 steps.
         return DPMSolverMultistepScheduler(
             num_train_timesteps=1000,
             beta_start=c.foley_beta_start,
@@ -532,6 +772,7 @@ class DiffFoley:
             algorithm_type="dpmsolver++",
             lower_order_final=True,
             timestep_spacing="linspace",
+            final_sigmas_type="sigma_min",
         )
 
     def cavp_frames(self, frames: np.ndarray, fps: float, duration: float) -> torch.Tensor:
@@ -551,9 +792,36 @@ class DiffFoley:
         ).clamp(0, 1)
         return x.reshape(b, t, 3, c.cavp_size, c.cavp_size)
 
+    def cavp_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """CAVP features ``[b, t, d]`` of ``[b, t, 3, S, S]`` frames, ``foley_cavp_chunk``
+        frames at a time as the reference feeds them."""
+        chunk = self.config.foley_cavp_chunk
+        return torch.cat(
+            [self.cavp(frames[:, i : i + chunk]) for i in range(0, frames.shape[1], chunk)],
+            dim=1,
+        )
+
+    def alignment_gradient(
+        self, latents: torch.Tensor, t: torch.Tensor, feats: torch.Tensor
+    ) -> torch.Tensor:
+        """``grad_x log p(aligned | x_t, video)`` of the double-guidance classifier."""
+        assert self.classifier is not None
+        # Callers may run under inference_mode, whose tensors cannot enter autograd: copy them.
+        with torch.inference_mode(False), torch.enable_grad():
+            x = latents.detach().clone().requires_grad_(True)
+            log_prob = self.classifier.log_prob(
+                x,
+                t.clone().to(self.device, latents.dtype),
+                feats.clone(),
+                encode_context=self.config.foley_classifier_encode_context,
+            )
+            (grad,) = torch.autograd.grad(log_prob.sum(), x)
+        return grad
+
     @torch.no_grad()
-    def sample_spectrograms(self, feats: torch.Tensor, seeds: list[int]) -> torch.Tensor:
-        """CAVP features ``[b, t, d]`` to spectrograms ``[b, mels, frames]`` in [0, 1] units."""
+    def sample_spectrograms(self, feats: torch.Tensor, seeds: list[int]) -> list[torch.Tensor]:
+        """CAVP features ``[b, t, d]`` to one spectrogram ``[b, mels, frames]`` in [0, 1] units
+        per window of ``foley_window`` features."""
         c, ldm = self.config, self.ldm
         dtype = ldm.unet.dtype
         vae_factor = 2 ** (len(ldm.vae.config.block_out_channels) - 1)
@@ -576,20 +844,26 @@ class DiffFoley:
                 eps = ldm.unet(model_in, t, encoder_hidden_states=context).sample
                 uncond, cond = eps.chunk(2)
                 guided = uncond + c.foley_guidance * (cond - uncond)
+                if self.classifier is not None:
+                    # The reference's double guidance: eps - scale * sigma_t * grad log p.
+                    sigma = (1 - sched.alphas_cumprod[int(t)]).sqrt().item()
+                    grad = self.alignment_gradient(latents, t, window)
+                    guided = guided - c.foley_classifier_scale * sigma * grad
                 latents = sched.step(guided, t, latents).prev_sample
             decoded = ldm.vae.decode(latents / c.foley_scale_factor).sample
             specs.append(decoded[:, 0].float())
-        return torch.cat(specs, dim=-1)
+        return specs
 
-    def spectrogram_to_audio(self, spec: torch.Tensor, seed: int) -> torch.Tensor:
-        """One ``[mels, frames]`` spectrogram to a waveform (the reference's inverse transform)."""
+    def spectrogram_to_audio(self, spec: torch.Tensor, seed: int, window: int = 0) -> torch.Tensor:
+        """One ``[mels, frames]`` spectrogram to a waveform (the reference's ``inverse_op``)."""
         c = self.config
         db = spec.double().cpu() * 100 - 100
         mel = 10 ** ((db + 20) / 20)
         magnitude = nnls(self.filters, mel)
-        g = torch.Generator().manual_seed((int(seed) + PHASE_SALT) % 2**63)
+        g = torch.Generator().manual_seed((int(seed) + PHASE_SALT + 1000 * window) % 2**63)
+        # librosa 0.8's griffinlim (the reference's requirements.txt) pads with reflection.
         return griffin_lim(
-            magnitude, c.foley_hop, c.griffin_lim_iters, c.griffin_lim_momentum, g
+            magnitude, c.foley_hop, c.griffin_lim_iters, c.griffin_lim_momentum, g, "reflect"
         ).float()
 
     @torch.no_grad()
@@ -599,12 +873,15 @@ class DiffFoley:
         x = self.cavp_frames(frames, fps, duration).to(
             self.device, next(self.cavp.parameters()).dtype
         )
-        feats = self.cavp(x)
-        specs = self.sample_spectrograms(feats, seeds)
+        specs = self.sample_spectrograms(self.cavp_features(x), seeds)
         n = round(duration * self.sample_rate)
         out = np.zeros((len(seeds), n), dtype=np.float32)
         for i, seed in enumerate(seeds):
-            wave = self.spectrogram_to_audio(specs[i], seed)[:n].clamp(-1, 1)
+            # Each window is inverted on its own and the audio concatenated, as the reference.
+            wave = torch.cat(
+                [self.spectrogram_to_audio(spec[i], seed, w) for w, spec in enumerate(specs)]
+            )
+            wave = wave[:n].clamp(-1, 1)
             out[i, : len(wave)] = wave.numpy()
         return out
 

@@ -7,6 +7,9 @@
 * ``audioldm-tempotokens``: AudioLDM makes the soundtrack from the prompt, TempoTokens makes the
   video from that soundtrack (audio to video on ZeroScope).
 
+The text-to-audio stage of ``animatediff-audioldm`` and ``audioldm-tempotokens`` is AudioLDM or,
+where the config's ``text_to_audio`` is ``audioldm2`` (the ``audioldm2`` presets), AudioLDM 2.
+
 Each clip's two stages draw their noise from the clip's own seed (offset per stage), so a clip
 does not depend on its batch or on the clips before it.
 """
@@ -31,6 +34,17 @@ def _no_checkpoint(name: str, checkpoint: str | Path | None) -> None:
             f"{name} takes no --checkpoint: its parts come from the config's sources "
             "(Hugging Face ids or local folders); write a config JSON that points at local copies"
         )
+
+
+def _text_to_audio(config: TwoStageConfig, device: str) -> Any:
+    """The config's text-to-audio model: AudioLDM or AudioLDM 2."""
+    if config.text_to_audio == "audioldm2":
+        from tavgbench.baselines.twostage.audioldm2 import AudioLDM2
+
+        return AudioLDM2(config, device)
+    from tavgbench.baselines.twostage.audioldm import AudioLDM
+
+    return AudioLDM(config, device)
 
 
 class TwoStageBase(TextToAudibleVideo):
@@ -80,7 +94,7 @@ class TwoStageBase(TextToAudibleVideo):
 
 
 class AnimateDiffAudioLDM(TwoStageBase):
-    """AnimateDiff video and AudioLDM audio, both from the prompt."""
+    """AnimateDiff video and AudioLDM (or AudioLDM 2) audio, both from the prompt."""
 
     name = "animatediff-audioldm"
 
@@ -98,15 +112,14 @@ class AnimateDiffAudioLDM(TwoStageBase):
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
     ) -> AnimateDiffAudioLDM:
-        """Build from a preset (``default``: published weights; ``tiny``: random) or JSON."""
-        from tavgbench.baselines.twostage.audioldm import AudioLDM
-
+        """Build from a preset (``default``: published weights; ``tiny``: random;
+        ``audioldm2``, ``audioldm2-tiny``: the same with AudioLDM 2) or JSON."""
         _no_checkpoint(cls.name, checkpoint)
         cfg = load_config(config or "default", "audioldm")
         return cls(
             cfg,
             AnimateDiffVideo(cfg, device),
-            AudioLDM(cfg, device),
+            _text_to_audio(cfg, device),
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
         )
@@ -139,7 +152,8 @@ class AnimateDiffDiffFoley(TwoStageBase):
         guidance_scale: float | None = None,
     ) -> AnimateDiffDiffFoley:
         """As :meth:`AnimateDiffAudioLDM.load`; ``checkpoint`` is the folder holding Diff-Foley's
-        ``cavp_epoch66.ckpt`` and ``ldm_epoch240.ckpt`` (overrides the config's source)."""
+        ``cavp_epoch66.ckpt``, ``ldm_epoch240.ckpt`` and, for double guidance (on in
+        ``default``), ``double_guidance_classifier.ckpt`` (overrides the config's sources)."""
         from tavgbench.baselines.twostage.difffoley import DiffFoley
 
         cfg = load_config(config or "default", "difffoley")
@@ -160,7 +174,8 @@ class AnimateDiffDiffFoley(TwoStageBase):
 
 
 class AudioLDMTempoTokens(TwoStageBase):
-    """AudioLDM audio from the prompt, then TempoTokens (ZeroScope) video from that audio."""
+    """AudioLDM (or AudioLDM 2) audio from the prompt, then TempoTokens (ZeroScope) video from
+    that audio."""
 
     name = "audioldm-tempotokens"
 
@@ -181,13 +196,12 @@ class AudioLDMTempoTokens(TwoStageBase):
         """As :meth:`AnimateDiffAudioLDM.load`; ``checkpoint`` is the folder holding
         ``BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt`` and TempoTokens'
         ``learned_embeds.pth`` (overrides the config's sources for those two)."""
-        from tavgbench.baselines.twostage.audioldm import AudioLDM
         from tavgbench.baselines.twostage.tempotokens import TempoTokensVideo
 
         cfg = load_config(config or "default", "tempotokens")
         return cls(
             cfg,
-            AudioLDM(cfg, device),
+            _text_to_audio(cfg, device),
             TempoTokensVideo(cfg, device, checkpoint_dir=checkpoint),
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,

@@ -1,7 +1,9 @@
 """Stage two of ``audioldm-tempotokens``: audio to video with TempoTokens on ZeroScope.
 
 TempoTokens (Yariv et al., AAAI 2024, github.com/guyyariv/TempoTokens, MIT). Facts from the
-reference's inference code:
+reference's inference code (``inference.py``, ``train.py``'s ``load_primary_models``,
+``modules/temp_tokens/embedder.py``, ``modules/fga/atten.py``,
+``modules/pipelines/pipeline_audio_to_video.py``, ``modules/unet/unet_3d_condition.py``):
 
 * Audio: 2 s at 16 kHz through BEATs (the AS2M fine-tuned iter3+ checkpoint), all 12 layers'
   outputs side by side (``[b, 96, 9216]``).
@@ -17,14 +19,16 @@ reference's inference code:
   text states (their UNet drops the per-frame repeat of the context). The unconditional context
   is the empty prompt's.
 * Sampling: ZeroScope v2 576w's UNet3D at 384x384, 24 frames (12 fps), DPM-Solver++ multistep
-  from ZeroScope's scheduler config, 25 steps, guidance 25; the VAE decodes each frame and
-  pixels are ``(x + 1) * 127.5`` truncated to bytes.
+  (``DPMSolverMultistepScheduler.from_config`` of ZeroScope's scheduler config), 25 steps,
+  guidance 25; the VAE decodes the frames 8 at a time and pixels are ``(x + 1) * 127.5``
+  truncated to bytes.
 
 Our choices: diffusers' stock ``UNet3DConditionModel`` gets the per-frame contexts through a
 cross-attention processor (contexts of all frames laid side by side along the token axis, each
-frame's row picks its own); the mapper's unary branch calls ``F.dropout`` without
-``training=False`` in the reference, i.e. drops half its activations at inference too; we run it
-without dropout (its expectation) so a clip depends only on its seed.
+frame's row picks its own); the mapper's unary branch calls ``F.dropout`` with its default
+``training=True`` in the reference, i.e. drops half its activations (and doubles the rest) at
+inference too; we run it without dropout, as ``eval()`` would have had the reference passed
+``training=self.training``, so a clip depends only on its seed.
 """
 
 from __future__ import annotations
@@ -338,6 +342,9 @@ class TempoTokensVideo:
         return self
 
     def scheduler(self) -> DPMSolverMultistepScheduler:
+        # What `from_config` makes of ZeroScope's (DDIM) scheduler config: its betas and
+        # steps_offset, the solver's own defaults otherwise (DPM-Solver++ 2nd order, epsilon,
+        # linspace timesteps: the config predates `timestep_spacing`).
         c = self.config
         return DPMSolverMultistepScheduler(
             num_train_timesteps=1000,
