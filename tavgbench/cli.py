@@ -224,11 +224,12 @@ def weights_list() -> None:
     from tavgbench import weights
 
     table = Table()
-    for column in ("name", "state", "extractor", "licence", "source"):
-        table.add_column(column)
+    table.add_column("name", no_wrap=True)
+    for column in ("state", "used by", "licence", "source"):
+        table.add_column(column, overflow="fold")
     for name in weights.REGISTRY:
         info = weights.status(name)
-        table.add_row(name, str(info["state"]), str(info["extractor"]), str(info["licence"]),
+        table.add_row(name, str(info["state"]), str(info["used_by"]), str(info["licence"]),
                       str(info["source"]))  # fmt: skip
     console.print(table)
     console.print(f"cache: {weights.weights_dir()}")

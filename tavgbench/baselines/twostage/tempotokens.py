@@ -57,6 +57,7 @@ from tavgbench.baselines.twostage.components import (
 from tavgbench.baselines.twostage.config import ConfigError, TwoStageConfig
 from tavgbench.errors import WeightsError
 from tavgbench.extractors.audio import resample
+from tavgbench.weights import how_to_get, registered_file
 
 BEATS_FILE = "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt"
 MAPPER_FILE = "learned_embeds.pth"
@@ -240,9 +241,14 @@ def resolve_file(spec: ComponentSpec, checkpoint_dir: str | Path | None, name: s
     if not spec.pretrained:
         raise WeightsMissing(f"TempoTokens: the config gives no source for {name}; {hint}")
     path = Path(spec.source) / spec.subfolder
-    if not path.is_file():
-        raise WeightsMissing(f"{path}: TempoTokens checkpoint not found; {hint}")
-    return path
+    if path.is_file():
+        return path
+    cached = registered_file(name)
+    if cached is None:
+        raise WeightsMissing(
+            f"{path}: TempoTokens checkpoint not found; {how_to_get(name)}; or {hint}"
+        )
+    return cached
 
 
 class TempoTokensVideo:
