@@ -50,7 +50,7 @@ and :class:`AlignmentClassifier`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -518,19 +518,32 @@ def to_official(
     model: DiffFoleyLDM,
 ) -> dict[str, torch.Tensor]:
     """:class:`DiffFoleyLDM`'s weights in the official key layout (inverse of the converter)."""
-    unet_pairs = unet_key_pairs(model.unet.config)
-    vae_pairs = vae_key_pairs(model.vae.config)
     out = {f"cond_stage_model.{k}": v for k, v in model.condition.state_dict().items()}
-    for k, v in model.unet.state_dict().items():
-        old = rename(k, unet_pairs, inverse=True)
+    out.update(_official(model.unet, unet_key_pairs(model.unet.config), "model.diffusion_model."))
+    out.update(
+        _official(
+            model.vae,
+            vae_key_pairs(model.vae.config),
+            "first_stage_model.",
+            lambda k, v: _attention_weight(k, v, inverse=True),
+        )
+    )
+    return out
+
+
+def _official(
+    module: nn.Module,
+    pairs: KeyPairs,
+    prefix: str,
+    transform: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """``module``'s weights under their official names (``pairs`` read backwards)."""
+    out = {}
+    for k, v in module.state_dict().items():
+        old = rename(k, pairs, inverse=True)
         if old is None:
             raise KeyError(k)
-        out[f"model.diffusion_model.{old}"] = v
-    for k, v in model.vae.state_dict().items():
-        old = rename(k, vae_pairs, inverse=True)
-        if old is None:
-            raise KeyError(k)
-        out[f"first_stage_model.{old}"] = _attention_weight(k, v, inverse=True)
+        out[prefix + old] = transform(k, v) if transform is not None else v
     return out
 
 
@@ -574,13 +587,8 @@ def convert_alignment_classifier(
 def classifier_to_official(model: AlignmentClassifier) -> dict[str, torch.Tensor]:
     """:class:`AlignmentClassifier`'s weights in the official key layout (inverse of
     :func:`convert_alignment_classifier`)."""
-    pairs = classifier_key_pairs(model.model.config)
     out = {f"cond_model.{k}": v for k, v in model.cond_model.state_dict().items()}
-    for k, v in model.model.state_dict().items():
-        old = rename(k, pairs, inverse=True)
-        if old is None:
-            raise KeyError(k)
-        out[f"model.{old}"] = v
+    out.update(_official(model.model, classifier_key_pairs(model.model.config), "model."))
     return out
 
 
