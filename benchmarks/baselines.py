@@ -14,7 +14,7 @@ Random weights do not change speed, so ``tiny`` and ``--random-weights`` need no
 Run from the repository root::
 
     python -m benchmarks.baselines                        # tiny, CPU
-    python -m benchmarks.baselines --config default --random-weights --device cuda
+    python -m benchmarks.baselines --config default --random-weights --device cuda --dtype float16
     python -m benchmarks.baselines --config audioldm2 --random-weights --device cuda \\
         --baseline animatediff-audioldm --baseline audioldm-tempotokens
 """
@@ -53,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--config", default="tiny", help="preset (tiny, default, ...) or JSON")
     parser.add_argument("--random-weights", action="store_true", help="no download needed")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--dtype", choices=("float32", "float16", "bfloat16"), help="as `baseline run --dtype`"
+    )
     parser.add_argument("--baseline", choices=NAMES, action="append", help="default: all three")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -79,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         config = load_config(args.config, AUDIO_MODELS[name])
         if args.random_weights:
             config = config.with_options(components=random_weights(config.components))
-        generator: Any = load_baseline(name, config=config, device=args.device)
+        generator: Any = load_baseline(name, config=config, device=args.device, dtype=args.dtype)
         generator.generate(["warm up"], [1])
         if cuda:
             torch.cuda.reset_peak_memory_stats()
@@ -111,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     report = {
         "config": args.config,
         "random_weights": args.random_weights,
+        "dtype": args.dtype or "float32",
         "device": torch.cuda.get_device_name() if cuda else args.device,
         "results": results,
     }

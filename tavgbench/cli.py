@@ -887,6 +887,12 @@ def baseline_run(
     ] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per batch.")] = 1,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, ...")] = "cpu",
+    dtype: Annotated[
+        str | None,
+        typer.Option(
+            "--dtype", help="float16 or bfloat16 to run the networks in half precision on a GPU."
+        ),
+    ] = None,
 ) -> None:
     """Generate a submission for every prompt of a split (resumable; seeds in generation.json)."""
     from rich.progress import Progress
@@ -902,6 +908,7 @@ def baseline_run(
         device=device,
         num_inference_steps=steps,
         guidance_scale=guidance,
+        dtype=dtype,
     )
     with Progress(console=err_console, disable=_state["quiet"]) as progress:
         task = progress.add_task(f"{name} -> {out}", total=len(the_split))

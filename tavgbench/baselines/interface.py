@@ -68,6 +68,20 @@ class TextToAudibleVideo(ABC):
         return {"name": self.name}
 
 
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def torch_dtype(name: str | None) -> Any:
+    """The ``torch.dtype`` called ``name`` (one of :data:`DTYPES`), or None for None."""
+    if name is None:
+        return None
+    if name not in DTYPES:
+        raise TavgbenchError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
+    import torch
+
+    return getattr(torch, name)
+
+
 def clip_seed(seed: int, clip_id: str) -> int:
     """A clip's own seed, from the run's seed and the clip id: independent of batching/order."""
     digest = hashlib.sha256(f"{seed}:{clip_id}".encode()).digest()

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tavgbench.baselines.interface import AudibleClip, TextToAudibleVideo
+from tavgbench.baselines.interface import AudibleClip, TextToAudibleVideo, torch_dtype
 from tavgbench.baselines.tavdiffusion.checkpoint import load_model, resolve_checkpoint
 from tavgbench.baselines.tavdiffusion.config import TAVDiffusionConfig
 from tavgbench.baselines.tavdiffusion.model import TAVDiffusion
@@ -58,9 +58,15 @@ class TAVDiffusionPipeline(TextToAudibleVideo):
         device: str = "cpu",
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        dtype: str | None = None,
     ) -> TAVDiffusionPipeline:
-        """From a checkpoint (its config and EMA weights) or, with ``config`` only, untrained."""
+        """From a checkpoint (its config and EMA weights) or, with ``config`` only, untrained.
+
+        ``dtype`` casts the denoiser (the codecs stay float32: decoding and the vocoder run on
+        float32 latents)."""
         model = load_model(checkpoint, config, device=device)
+        if dtype is not None:
+            model.denoiser.to(torch_dtype(dtype))
         where = str(resolve_checkpoint(checkpoint)) if checkpoint is not None else ""
         return cls(
             model,
@@ -76,6 +82,7 @@ class TAVDiffusionPipeline(TextToAudibleVideo):
             "checkpoint": self.checkpoint,
             "num_inference_steps": self.num_inference_steps,
             "guidance_scale": self.guidance_scale,
+            "dtype": str(next(self.model.denoiser.parameters()).dtype).removeprefix("torch."),
         }
 
     @torch.no_grad()

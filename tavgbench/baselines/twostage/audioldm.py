@@ -72,10 +72,10 @@ class AudioLDM:
         freeze(self.text_encoder, self.unet, self.vae, self.vocoder)
         self.to(device)
 
-    def to(self, device: str | torch.device) -> AudioLDM:
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> AudioLDM:
         self.device = torch.device(device)
         for module in (self.text_encoder, self.unet, self.vae, self.vocoder):
-            module.to(self.device)
+            module.to(self.device, dtype)
         return self
 
     @property
@@ -142,6 +142,6 @@ class AudioLDM:
             uncond, cond = eps.chunk(2)
             latents = sched.step(uncond + scale * (cond - uncond), t, latents).prev_sample
         mel = self.vae.decode(latents / self.vae.config.scaling_factor).sample[:, 0]
-        waveform = self.vocoder(mel.float())
+        waveform = self.vocoder(mel.to(self.vocoder.dtype))
         waveform = waveform[:, : int(duration * self.sample_rate)]
         return waveform.clamp(-1, 1).float().cpu().numpy()

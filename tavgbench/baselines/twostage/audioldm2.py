@@ -187,9 +187,12 @@ class AudioLDM2:
         self.pipe.set_progress_bar_config(disable=True)
         self.to(device)
 
-    def to(self, device: str | torch.device) -> AudioLDM2:
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> AudioLDM2:
         self.device = torch.device(device)
-        self.pipe.to(self.device)
+        if dtype is None:
+            self.pipe.to(self.device)
+        else:
+            self.pipe.to(self.device, dtype)
         return self
 
     @property

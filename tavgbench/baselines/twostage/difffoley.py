@@ -760,12 +760,12 @@ class DiffFoley:
                 )
         return cls(config, cavp, ldm, device, classifier)
 
-    def to(self, device: str | torch.device) -> DiffFoley:
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> DiffFoley:
         self.device = torch.device(device)
-        self.cavp.to(self.device)
-        self.ldm.to(self.device)
+        self.cavp.to(self.device, dtype)
+        self.ldm.to(self.device, dtype)
         if self.classifier is not None:
-            self.classifier.to(self.device)
+            self.classifier.to(self.device, dtype)
         return self
 
     def scheduler(self) -> DPMSolverMultistepScheduler:

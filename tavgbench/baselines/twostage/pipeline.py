@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tavgbench.baselines.interface import AudibleClip, TextToAudibleVideo
+from tavgbench.baselines.interface import AudibleClip, TextToAudibleVideo, torch_dtype
 from tavgbench.baselines.twostage.config import ConfigError, TwoStageConfig, load_config
 from tavgbench.baselines.twostage.video import AnimateDiffVideo
 
@@ -47,6 +47,13 @@ def _text_to_audio(config: TwoStageConfig, device: str) -> Any:
     return AudioLDM(config, device)
 
 
+def _cast(stage: Any, device: str, dtype: str | None) -> Any:
+    """``stage`` in ``dtype`` (its own rule for which parts follow; None: as built, float32)."""
+    if dtype is not None:
+        stage.to(device, torch_dtype(dtype))
+    return stage
+
+
 class TwoStageBase(TextToAudibleVideo):
     """Shared by both baselines: the video stage, step and guidance overrides, describe()."""
 
@@ -57,9 +64,11 @@ class TwoStageBase(TextToAudibleVideo):
         *,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        dtype: str | None = None,
     ) -> None:
         self.config = config
         self.video = video
+        self.dtype = dtype
         # The CLI's --steps/--guidance apply to the video stage; the audio stage keeps its own.
         self.num_inference_steps = num_inference_steps or config.video_steps
         self.guidance_scale = config.video_guidance if guidance_scale is None else guidance_scale
@@ -70,6 +79,7 @@ class TwoStageBase(TextToAudibleVideo):
             "config": self.config.name,
             "num_inference_steps": self.num_inference_steps,
             "guidance_scale": self.guidance_scale,
+            "dtype": self.dtype or "float32",
             "components": {
                 k: f"{v.source}/{v.subfolder}".rstrip("/") if v.pretrained else "random"
                 for k, v in sorted(self.config.components.items())
@@ -111,6 +121,7 @@ class AnimateDiffAudioLDM(TwoStageBase):
         device: str = "cpu",
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        dtype: str | None = None,
     ) -> AnimateDiffAudioLDM:
         """Build from a preset (``default``: published weights; ``tiny``: random;
         ``audioldm2``, ``audioldm2-tiny``: the same with AudioLDM 2) or JSON."""
@@ -118,10 +129,11 @@ class AnimateDiffAudioLDM(TwoStageBase):
         cfg = load_config(config or "default", "audioldm")
         return cls(
             cfg,
-            AnimateDiffVideo(cfg, device),
-            _text_to_audio(cfg, device),
+            _cast(AnimateDiffVideo(cfg, device), device, dtype),
+            _cast(_text_to_audio(cfg, device), device, dtype),
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
+            dtype=dtype,
         )
 
     @torch.no_grad()
@@ -150,6 +162,7 @@ class AnimateDiffDiffFoley(TwoStageBase):
         device: str = "cpu",
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        dtype: str | None = None,
     ) -> AnimateDiffDiffFoley:
         """As :meth:`AnimateDiffAudioLDM.load`; ``checkpoint`` is the folder holding Diff-Foley's
         ``cavp_epoch66.ckpt``, ``ldm_epoch240.ckpt`` and, for double guidance (on in
@@ -159,10 +172,11 @@ class AnimateDiffDiffFoley(TwoStageBase):
         cfg = load_config(config or "default", "difffoley")
         return cls(
             cfg,
-            AnimateDiffVideo(cfg, device),
-            DiffFoley.build(cfg, checkpoint_dir=checkpoint, device=device),
+            _cast(AnimateDiffVideo(cfg, device), device, dtype),
+            _cast(DiffFoley.build(cfg, checkpoint_dir=checkpoint, device=device), device, dtype),
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
+            dtype=dtype,
         )
 
     @torch.no_grad()
@@ -192,6 +206,7 @@ class AudioLDMTempoTokens(TwoStageBase):
         device: str = "cpu",
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        dtype: str | None = None,
     ) -> AudioLDMTempoTokens:
         """As :meth:`AnimateDiffAudioLDM.load`; ``checkpoint`` is the folder holding
         ``BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt`` and TempoTokens'
@@ -201,10 +216,11 @@ class AudioLDMTempoTokens(TwoStageBase):
         cfg = load_config(config or "default", "tempotokens")
         return cls(
             cfg,
-            _text_to_audio(cfg, device),
-            TempoTokensVideo(cfg, device, checkpoint_dir=checkpoint),
+            _cast(_text_to_audio(cfg, device), device, dtype),
+            _cast(TempoTokensVideo(cfg, device, checkpoint_dir=checkpoint), device, dtype),
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
+            dtype=dtype,
         )
 
     @torch.no_grad()

@@ -341,9 +341,13 @@ class TempoTokensVideo:
             raise ConfigError(f"config {self.config.name!r}: max_text_length is too short")
         return torch.cat([ids[:1], ids[-1:].repeat(TOKENS_PER_FRAME), ids[1:-TOKENS_PER_FRAME]])
 
-    def to(self, device: str | torch.device) -> TempoTokensVideo:
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> TempoTokensVideo:
+        """Move every part; ``dtype`` casts ZeroScope's (BEATs and the mapper stay float32:
+        their tokens are cast where they enter the text encoder)."""
         self.device = torch.device(device)
-        for module in (self.text_encoder, self.vae, self.unet, self.beats, self.mapper):
+        for module in (self.text_encoder, self.vae, self.unet):
+            module.to(self.device, dtype)
+        for module in (self.beats, self.mapper):
             module.to(self.device)
         return self
 

@@ -80,9 +80,13 @@ class AnimateDiffVideo:
         freeze(self.pipe.unet, self.pipe.vae, self.pipe.text_encoder)
         self.to(device)
 
-    def to(self, device: str | torch.device) -> AnimateDiffVideo:
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> AnimateDiffVideo:
+        """Move every part (and cast it to ``dtype``, as diffusers runs AnimateDiff in fp16)."""
         self.device = torch.device(device)
-        self.pipe.to(self.device)
+        if dtype is None:
+            self.pipe.to(self.device)
+        else:
+            self.pipe.to(self.device, dtype)
         return self
 
     @property
