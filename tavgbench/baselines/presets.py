@@ -15,11 +15,13 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, TypeVar
 
 from tavgbench.errors import TavgbenchError
 
-# Byte tokenizers: 256 bytes, then beginning and end of text.
+_Config = TypeVar("_Config", bound="JsonConfig")
+
+# Tokens a tiny prompt is cut or padded to.
 TINY_TEXT_LENGTH = 16
 
 
@@ -31,6 +33,7 @@ def tiny_tokenizer() -> dict[str, Any]:
 def tiny_text_encoder(dim: int) -> dict[str, Any]:
     """A one-layer CLIP text encoder of width ``dim`` over :func:`tiny_tokenizer`'s tokens."""
     return {
+        # The byte tokenizer's 256 bytes, then beginning and end of text.
         "vocab_size": 258,
         "hidden_size": dim,
         "intermediate_size": 32,
@@ -125,14 +128,16 @@ class JsonConfig:
     _tuple_fields: ClassVar[tuple[str, ...]] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)  # type: ignore[call-overload]
+        """Plain data for JSON: components as dictionaries, tuples as lists."""
+        data = asdict(self)
         for name in self._tuple_fields:
             data[name] = list(data[name])
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    def from_dict(cls: type[_Config], data: dict[str, Any]) -> _Config:
+        """The config :meth:`to_dict` gave; unknown keys are refused."""
+        known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise cls._error(f"unknown {cls._kind} config keys: {', '.join(unknown)}")
@@ -147,21 +152,25 @@ class JsonConfig:
         return cls(**data)
 
     def save(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` as indented JSON to ``path``; returns the path."""
         path = Path(path)
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         return path
 
-    def with_options(self, **options: Any) -> Self:
-        """A copy with some fields replaced (``cross_attention=False``, ``eas=False``, ...)."""
+    def with_options(self: _Config, **options: Any) -> _Config:
+        """A copy with some fields replaced (``num_frames=8``, ...); unknown fields are refused."""
         try:
-            return replace(self, **options)  # type: ignore[type-var]
+            return replace(self, **options)
         except TypeError as exc:
             raise self._error(f"config {self.name!r}: {exc}") from exc
 
     @classmethod
     def load(
-        cls, name_or_path: str | Path, presets: Mapping[str, Callable[[], Self]], what: str
-    ) -> Self:
+        cls: type[_Config],
+        name_or_path: str | Path,
+        presets: Mapping[str, Callable[[], _Config]],
+        what: str,
+    ) -> _Config:
         """The preset ``name_or_path`` names, else the JSON file written by :meth:`save` there.
 
         ``what`` names the presets in the error for a path that is neither.

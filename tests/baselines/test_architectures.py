@@ -117,7 +117,14 @@ def test_paper_model_at_full_size_has_the_paper_shapes() -> None:
     assert out.video.shape == video.shape and out.audio.shape == audio.shape
     assert out.eas is not None and out.eas.shape == ()
     # SD-1.5 + AnimateDiff video UNet, SD-1.5 audio UNet with 8-channel conv_in/conv_out.
-    assert count_parameters(denoiser.video_unet) == 859_520_964 + 453_209_280
+    temporal = denoiser.video_unet.temporal_convs
+    assert count_parameters(denoiser.video_unet) - count_parameters(temporal) == (
+        859_520_964 + 453_209_280
+    )
+    # One k=3 temporal convolution (and its GroupNorm) per ResNet block: 22 in SD-1.5's UNet.
+    widths = [t.conv.in_channels for t in temporal]
+    assert len(widths) == 22
+    assert count_parameters(temporal) == sum(3 * c * c + c + 2 * c for c in widths)
     # 4 more input channels into 320 and 320 into 4 more outputs (3x3), 4 more output biases.
     assert count_parameters(denoiser.audio_unet) == 859_520_964 + 2 * (4 * 320 * 9) + 4
     assert count_parameters(codecs.text_encoder) == 123_060_480

@@ -87,6 +87,27 @@ def test_untrained_bridge_gives_the_single_stream_unets_exactly() -> None:
     assert len(model.denoiser.bridges) == 2
 
 
+def test_temporal_convolutions_mix_frames_once_trained() -> None:
+    # Motion modules start at zero: only the temporal convolutions can carry frame 0 to frame 1.
+    def frame_1_moves(model: TAVDiffusion) -> bool:
+        video, audio, t, text = _inputs(model)
+        shifted = video.clone()
+        shifted[:, :, 0] += 1.0
+        with torch.no_grad():
+            a = model.denoiser(video, audio, t, text).video[:, :, 1]
+            b = model.denoiser(shifted, audio, t, text).video[:, :, 1]
+        return not torch.equal(a, b)
+
+    model = _model()
+    assert not frame_1_moves(model)  # zero-initialised: each frame on its own
+    with torch.no_grad():
+        for conv in model.denoiser.video_unet.temporal_convs:
+            conv.conv.weight.normal_(0, 0.1)
+    assert frame_1_moves(model)
+    plain = _model(temporal_conv=False)
+    assert not hasattr(plain.denoiser.video_unet, "temporal_convs")
+
+
 def test_eas_is_a_training_loss_only() -> None:
     model = _model()
     inputs = _inputs(model)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel, UNetMotionModel
 from torch import nn
 from transformers import (
@@ -153,8 +154,65 @@ def build_audio_unet(config: TAVDiffusionConfig) -> UNet2DConditionModel:
     return unet
 
 
+class TemporalConv(nn.Module):
+    """A residual 1D convolution over frames: ``x + conv(silu(norm(x)))`` along time.
+
+    Applied to a ResNet block's output ``[(b f), c, h, w]``; the convolution starts at zero, so
+    at step 0 the block is unchanged.
+    """
+
+    def __init__(self, channels: int, groups: int, kernel: int = 3) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(groups, channels)
+        self.conv = nn.Conv1d(channels, channels, kernel, padding=kernel // 2)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        bf, c, h, w = x.shape
+        b = bf // num_frames
+        y = x.reshape(b, num_frames, c, h, w).permute(0, 3, 4, 2, 1).reshape(b * h * w, c, -1)
+        y = self.conv(F.silu(self.norm(y)))
+        y = y.reshape(b, h, w, c, num_frames).permute(0, 4, 3, 1, 2).reshape(bf, c, h, w)
+        return x + y
+
+
+def add_temporal_convs(unet: UNetMotionModel) -> None:
+    """Make ``unet`` pseudo-3D as the paper describes: a 1D temporal convolution after every 2D
+    ResNet block (``unet.temporal_convs``), besides AnimateDiff's temporal transformers.
+
+    The convolutions run as forward hooks of the ResNet blocks, so the UNet's own forward, its
+    block-by-block use in :class:`TAVDiffusionDenoiser` and gradient checkpointing all apply
+    them, and pretrained ResNet weights keep their names. The frame count comes from the UNet's
+    input (``unet.temporal_frames``, which the block-by-block forward sets itself).
+    """
+    resnets = [
+        resnet
+        for block in (*unet.down_blocks, unet.mid_block, *unet.up_blocks)
+        for resnet in block.resnets
+    ]
+    unet.temporal_convs = nn.ModuleList(
+        TemporalConv(r.out_channels, r.norm2.num_groups) for r in resnets
+    )
+    frames = {"n": 1}
+    unet.temporal_frames = frames
+
+    def from_input(_: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        sample = args[0] if args else kwargs["sample"]
+        frames["n"] = sample.shape[2]
+
+    unet.register_forward_pre_hook(from_input, with_kwargs=True)
+    for resnet, temporal in zip(resnets, unet.temporal_convs, strict=True):
+
+        def after(_: nn.Module, __: Any, out: torch.Tensor, t: TemporalConv = temporal) -> Any:
+            return t(out, frames["n"])
+
+        resnet.register_forward_hook(after)
+
+
 def build_video_unet(config: TAVDiffusionConfig) -> UNetMotionModel:
-    """SD-1.5's UNet made pseudo-3D with AnimateDiff motion modules.
+    """SD-1.5's UNet made pseudo-3D with AnimateDiff motion modules (and, with
+    ``config.temporal_conv``, temporal convolutions after its ResNet blocks).
 
     With a pretrained motion adapter its modules are loaded; otherwise they start at random with
     their output projections zeroed, so the untrained video UNet is its image UNet frame by frame.
@@ -168,16 +226,19 @@ def build_video_unet(config: TAVDiffusionConfig) -> UNetMotionModel:
     adapter_spec = config.components.get("motion_adapter", ComponentSpec())
     if adapter_spec.pretrained:
         adapter = _pretrained(MotionAdapter, adapter_spec, "motion adapter")
-        return UNetMotionModel.from_unet2d(unet2d, motion_adapter=adapter)
-    options = dict(adapter_spec.config)
-    options.setdefault("block_out_channels", list(unet2d.config.block_out_channels))
-    options.setdefault("motion_layers_per_block", unet2d.config.layers_per_block)
-    adapter = MotionAdapter(**options)
-    for name, module in adapter.named_modules():
-        if name.endswith("proj_out") and isinstance(module, nn.Linear):
-            nn.init.zeros_(module.weight)
-            nn.init.zeros_(module.bias)
-    return UNetMotionModel.from_unet2d(unet2d, motion_adapter=adapter)
+    else:
+        options = dict(adapter_spec.config)
+        options.setdefault("block_out_channels", list(unet2d.config.block_out_channels))
+        options.setdefault("motion_layers_per_block", unet2d.config.layers_per_block)
+        adapter = MotionAdapter(**options)
+        for name, module in adapter.named_modules():
+            if name.endswith("proj_out") and isinstance(module, nn.Linear):
+                nn.init.zeros_(module.weight)
+                nn.init.zeros_(module.bias)
+    unet = UNetMotionModel.from_unet2d(unet2d, motion_adapter=adapter)
+    if config.temporal_conv:
+        add_temporal_convs(unet)
+    return unet
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -13,12 +13,20 @@ loss compares the streams' features at the deepest bridge level, each projected 
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tavgbench.baselines.presets import (
+    JsonConfig,
+    tiny_motion_adapter,
+    tiny_text_encoder,
+    tiny_tokenizer,
+    tiny_unet,
+    tiny_vae,
+    tiny_vocoder,
+)
 from tavgbench.errors import TavgbenchError
 
 COMPONENTS = (
@@ -60,13 +68,18 @@ class ComponentSpec:
 
 
 @dataclass(frozen=True)
-class TAVDiffusionConfig:
+class TAVDiffusionConfig(JsonConfig):
     """Everything that defines a TAVDiffusion model, its training and its sampling.
 
     Media: ``height x width x num_frames`` at ``fps``; the soundtrack lasts
     ``num_frames / fps`` seconds at ``sample_rate``, analysed as a ``n_mels``-bin log-mel
     spectrogram (``n_fft``, ``hop_length``, ``fmin``-``fmax``, AudioLDM's front end).
     """
+
+    _error = ConfigError
+    _kind = "TAVDiffusion"
+    _component_spec = ComponentSpec
+    _tuple_fields = ("bridge_levels",)
 
     name: str
     components: dict[str, ComponentSpec]
@@ -84,6 +97,9 @@ class TAVDiffusionConfig:
     max_text_length: int = 77
     vae_chunk: int = 16
     # model
+    # The paper's pseudo-3D video UNet: a 1D temporal convolution after each 2D ResNet block
+    # (zero-initialised) besides AnimateDiff's temporal transformers.
+    temporal_conv: bool = True
     bridge_levels: tuple[int, ...] = (0, 1, 2)
     bridge_heads: int = 8
     cross_attention: bool = True
@@ -157,38 +173,6 @@ class TAVDiffusionConfig:
         """Mel frames that cover the soundtrack, rounded up to ``multiple`` (the latent grid)."""
         return math.ceil(math.ceil(self.num_samples / self.hop_length) / multiple) * multiple
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["bridge_levels"] = list(self.bridge_levels)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TAVDiffusionConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown TAVDiffusion config keys: {', '.join(unknown)}")
-        data = dict(data)
-        data["components"] = {
-            name: spec if isinstance(spec, ComponentSpec) else ComponentSpec(**spec)
-            for name, spec in data.get("components", {}).items()
-        }
-        if "bridge_levels" in data:
-            data["bridge_levels"] = tuple(data["bridge_levels"])
-        return cls(**data)
-
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
-
-    def with_options(self, **options: Any) -> TAVDiffusionConfig:
-        """A copy with some fields replaced (``cross_attention=False``, ``eas=False``, ...)."""
-        try:
-            return replace(self, **options)
-        except TypeError as exc:
-            raise ConfigError(f"config {self.name!r}: {exc}") from exc
-
 
 def paper_config() -> TAVDiffusionConfig:
     """The paper's setting: Stable Diffusion 1.5, AudioLDM's VAE and vocoder, 256x320x20."""
@@ -211,82 +195,17 @@ def paper_config() -> TAVDiffusionConfig:
 def tiny_config() -> TAVDiffusionConfig:
     """Random components of a few thousand parameters each: a whole run takes seconds on a CPU."""
     text_dim = 16
-    unet = {
-        "sample_size": 4,
-        "block_out_channels": [8, 16],
-        "layers_per_block": 1,
-        "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
-        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
-        "cross_attention_dim": text_dim,
-        "attention_head_dim": 4,
-        "norm_num_groups": 4,
-    }
-    vae = {"block_out_channels": [8, 8, 8, 8], "layers_per_block": 1, "norm_num_groups": 4}
     return TAVDiffusionConfig(
         name="tiny",
         components={
-            "tokenizer": ComponentSpec(config={"max_length": 16}),
-            "text_encoder": ComponentSpec(
-                config={
-                    "vocab_size": 258,
-                    "hidden_size": text_dim,
-                    "intermediate_size": 32,
-                    "num_hidden_layers": 1,
-                    "num_attention_heads": 2,
-                    "max_position_embeddings": 16,
-                    "projection_dim": text_dim,
-                    "bos_token_id": 256,
-                    "eos_token_id": 257,
-                    "pad_token_id": 257,
-                }
-            ),
-            "video_vae": ComponentSpec(
-                config={
-                    **vae,
-                    "in_channels": 3,
-                    "out_channels": 3,
-                    "latent_channels": 4,
-                    "down_block_types": ["DownEncoderBlock2D"] * 4,
-                    "up_block_types": ["UpDecoderBlock2D"] * 4,
-                }
-            ),
-            "audio_vae": ComponentSpec(
-                config={
-                    **vae,
-                    "block_out_channels": [8, 8, 8],
-                    "in_channels": 1,
-                    "out_channels": 1,
-                    "latent_channels": 8,
-                    "down_block_types": ["DownEncoderBlock2D"] * 3,
-                    "up_block_types": ["UpDecoderBlock2D"] * 3,
-                }
-            ),
-            "vocoder": ComponentSpec(
-                config={
-                    "model_in_dim": 64,
-                    "sampling_rate": 16000,
-                    "upsample_initial_channel": 16,
-                    "upsample_rates": [4, 4, 10],
-                    "upsample_kernel_sizes": [8, 8, 20],
-                    "resblock_kernel_sizes": [3],
-                    "resblock_dilation_sizes": [[1, 3]],
-                    "normalize_before": False,
-                    # Large enough that the untrained vocoder is audible (validation refuses
-                    # silence); the default 0.01 gives peaks near 1e-6.
-                    "initializer_range": 0.1,
-                }
-            ),
-            "video_unet": ComponentSpec(config={**unet, "in_channels": 4, "out_channels": 4}),
-            "audio_unet": ComponentSpec(config={**unet, "in_channels": 8, "out_channels": 8}),
-            "motion_adapter": ComponentSpec(
-                config={
-                    "block_out_channels": [8, 16],
-                    "motion_layers_per_block": 1,
-                    "motion_num_attention_heads": 2,
-                    "motion_norm_num_groups": 4,
-                    "motion_max_seq_length": 32,
-                }
-            ),
+            "tokenizer": ComponentSpec(config=tiny_tokenizer()),
+            "text_encoder": ComponentSpec(config=tiny_text_encoder(text_dim)),
+            "video_vae": ComponentSpec(config=tiny_vae(latent_channels=4, in_channels=3, levels=4)),
+            "audio_vae": ComponentSpec(config=tiny_vae(latent_channels=8, in_channels=1, levels=3)),
+            "vocoder": ComponentSpec(config=tiny_vocoder()),
+            "video_unet": ComponentSpec(config=tiny_unet(4, text_dim)),
+            "audio_unet": ComponentSpec(config=tiny_unet(8, text_dim)),
+            "motion_adapter": ComponentSpec(config=tiny_motion_adapter()),
         },
         height=32,
         width=32,
@@ -317,15 +236,4 @@ PRESETS = {"paper": paper_config, "tiny": tiny_config}
 
 def load_config(name_or_path: str | Path) -> TAVDiffusionConfig:
     """A preset name (``paper``, ``tiny``) or a JSON file written by :meth:`save`."""
-    if str(name_or_path) in PRESETS:
-        return PRESETS[str(name_or_path)]()
-    path = Path(name_or_path)
-    if not path.is_file():
-        raise ConfigError(
-            f"{name_or_path}: not a TAVDiffusion preset ({', '.join(PRESETS)}) nor a config file"
-        )
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config as JSON ({exc})") from exc
-    return TAVDiffusionConfig.from_dict(data)
+    return TAVDiffusionConfig.load(name_or_path, PRESETS, "TAVDiffusion preset")

@@ -35,8 +35,10 @@ class TokenWeightedSimilarity(nn.Module):
         super().__init__()
         self.video_proj = nn.Linear(video_dim, dim)
         self.audio_proj = nn.Linear(audio_dim, dim)
-        self.video_weight = nn.Linear(dim, 1)
-        self.audio_weight = nn.Linear(dim, 1)
+        # No bias: a softmax over tokens ignores a shared shift, so a bias would get only
+        # rounding noise as gradient (which Adam would turn into random steps).
+        self.video_weight = nn.Linear(dim, 1, bias=False)
+        self.audio_weight = nn.Linear(dim, 1, bias=False)
 
     @staticmethod
     def _embed(tokens: torch.Tensor, proj: nn.Linear, weight: nn.Linear) -> StreamEmbedding:

@@ -143,6 +143,8 @@ class TAVDiffusionDenoiser(nn.Module):
         """
         num_frames = video.shape[2]
         vu, au = self.video_unet, self.audio_unet
+        if hasattr(vu, "temporal_frames"):
+            vu.temporal_frames["n"] = num_frames
         v_text = text.repeat_interleave(num_frames, dim=0)
         v_emb = _time_embedding(vu, timesteps, video.dtype).repeat_interleave(num_frames, dim=0)
         a_emb = _time_embedding(au, timesteps, audio.dtype)

@@ -27,11 +27,19 @@ What the references leave open and we chose is named where it is set.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tavgbench.baselines.presets import (
+    JsonConfig,
+    tiny_motion_adapter,
+    tiny_text_encoder,
+    tiny_tokenizer,
+    tiny_unet,
+    tiny_vae,
+    tiny_vocoder,
+)
 from tavgbench.baselines.tavdiffusion.config import ComponentSpec
 from tavgbench.errors import TavgbenchError
 
@@ -93,7 +101,7 @@ class ConfigError(TavgbenchError):
 
 
 @dataclass(frozen=True)
-class TwoStageConfig:
+class TwoStageConfig(JsonConfig):
     """One two-stage baseline: a text-to-video model, then an audio model (or the reverse).
 
     ``audio_model`` is ``audioldm`` (text to audio from the same prompt), ``difffoley`` (video
@@ -102,6 +110,10 @@ class TwoStageConfig:
     soundtrack lasts ``num_frames / fps`` seconds. ``text_to_audio`` picks AudioLDM
     (``audioldm``) or AudioLDM 2 (``audioldm2``) for ``audioldm`` and ``tempotokens``.
     """
+
+    _error = ConfigError
+    _kind = "two-stage"
+    _component_spec = ComponentSpec
 
     name: str
     audio_model: str
@@ -214,33 +226,6 @@ class TwoStageConfig:
         """Seconds of video, and so of soundtrack."""
         return self.num_frames / self.fps
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TwoStageConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown two-stage config keys: {', '.join(unknown)}")
-        data = dict(data)
-        data["components"] = {
-            name: spec if isinstance(spec, ComponentSpec) else ComponentSpec(**spec)
-            for name, spec in data.get("components", {}).items()
-        }
-        return cls(**data)
-
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
-
-    def with_options(self, **options: Any) -> TwoStageConfig:
-        try:
-            return replace(self, **options)
-        except TypeError as exc:
-            raise ConfigError(f"config {self.name!r}: {exc}") from exc
-
 
 def _video_default() -> dict[str, ComponentSpec]:
     return {
@@ -255,56 +240,11 @@ def _video_default() -> dict[str, ComponentSpec]:
 def _video_tiny() -> dict[str, ComponentSpec]:
     text_dim = 16
     return {
-        "tokenizer": ComponentSpec(config={"max_length": 16}),
-        "text_encoder": ComponentSpec(
-            config={
-                "vocab_size": 258,
-                "hidden_size": text_dim,
-                "intermediate_size": 32,
-                "num_hidden_layers": 1,
-                "num_attention_heads": 2,
-                "max_position_embeddings": 16,
-                "projection_dim": text_dim,
-                "bos_token_id": 256,
-                "eos_token_id": 257,
-                "pad_token_id": 257,
-            }
-        ),
-        "vae": ComponentSpec(
-            config={
-                "block_out_channels": [8, 8, 8, 8],
-                "layers_per_block": 1,
-                "norm_num_groups": 4,
-                "in_channels": 3,
-                "out_channels": 3,
-                "latent_channels": 4,
-                "down_block_types": ["DownEncoderBlock2D"] * 4,
-                "up_block_types": ["UpDecoderBlock2D"] * 4,
-            }
-        ),
-        "unet": ComponentSpec(
-            config={
-                "sample_size": 4,
-                "in_channels": 4,
-                "out_channels": 4,
-                "block_out_channels": [8, 16],
-                "layers_per_block": 1,
-                "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
-                "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
-                "cross_attention_dim": text_dim,
-                "attention_head_dim": 4,
-                "norm_num_groups": 4,
-            }
-        ),
-        "motion_adapter": ComponentSpec(
-            config={
-                "block_out_channels": [8, 16],
-                "motion_layers_per_block": 1,
-                "motion_num_attention_heads": 2,
-                "motion_norm_num_groups": 4,
-                "motion_max_seq_length": 32,
-            }
-        ),
+        "tokenizer": ComponentSpec(config=tiny_tokenizer()),
+        "text_encoder": ComponentSpec(config=tiny_text_encoder(text_dim)),
+        "vae": ComponentSpec(config=tiny_vae(latent_channels=4, in_channels=3, levels=4)),
+        "unet": ComponentSpec(config=tiny_unet(4, text_dim)),
+        "motion_adapter": ComponentSpec(config=tiny_motion_adapter()),
     }
 
 
@@ -321,7 +261,7 @@ def _audioldm_default() -> dict[str, ComponentSpec]:
 def _audioldm_tiny() -> dict[str, ComponentSpec]:
     clap_dim = 16
     return {
-        "clap_tokenizer": ComponentSpec(config={"max_length": 16}),
+        "clap_tokenizer": ComponentSpec(config=tiny_tokenizer()),
         "clap_text_encoder": ComponentSpec(
             config={
                 "vocab_size": 258,
@@ -337,51 +277,16 @@ def _audioldm_tiny() -> dict[str, ComponentSpec]:
         ),
         "audio_unet": ComponentSpec(
             config={
-                "sample_size": 8,
-                "in_channels": 8,
-                "out_channels": 8,
-                "block_out_channels": [8, 16],
-                "layers_per_block": 1,
-                "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
-                "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+                **tiny_unet(8, [8, 16], sample_size=8, attention_level=1),
                 # AudioLDM: no text cross-attention (the attention attends to itself); the
                 # CLAP embedding enters as a class embedding concatenated to the time embedding.
-                "cross_attention_dim": [8, 16],
-                "attention_head_dim": 4,
-                "norm_num_groups": 4,
                 "class_embed_type": "simple_projection",
                 "projection_class_embeddings_input_dim": clap_dim,
                 "class_embeddings_concat": True,
             }
         ),
-        "audio_vae": ComponentSpec(
-            config={
-                "block_out_channels": [8, 8, 8],
-                "layers_per_block": 1,
-                "norm_num_groups": 4,
-                "in_channels": 1,
-                "out_channels": 1,
-                "latent_channels": 8,
-                "down_block_types": ["DownEncoderBlock2D"] * 3,
-                "up_block_types": ["UpDecoderBlock2D"] * 3,
-            }
-        ),
-        "vocoder": ComponentSpec(config=_tiny_vocoder()),
-    }
-
-
-def _tiny_vocoder() -> dict[str, Any]:
-    return {
-        "model_in_dim": 64,
-        "sampling_rate": 16000,
-        "upsample_initial_channel": 16,
-        "upsample_rates": [4, 4, 10],
-        "upsample_kernel_sizes": [8, 8, 20],
-        "resblock_kernel_sizes": [3],
-        "resblock_dilation_sizes": [[1, 3]],
-        "normalize_before": False,
-        # Large enough that the untrained vocoder is audible (validation refuses silence).
-        "initializer_range": 0.1,
+        "audio_vae": ComponentSpec(config=tiny_vae(latent_channels=8, in_channels=1, levels=3)),
+        "vocoder": ComponentSpec(config=tiny_vocoder()),
     }
 
 
@@ -466,23 +371,17 @@ def _audioldm2_tiny() -> dict[str, ComponentSpec]:
             }
         ),
         "audioldm2_unet": ComponentSpec(
-            config={
-                "sample_size": 8,
-                "in_channels": 8,
-                "out_channels": 8,
-                "block_out_channels": [8, 16],
-                "layers_per_block": 1,
-                "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
-                "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+            config=tiny_unet(
+                8,
                 # Per block: self-attention, then cross-attention to the language model's
                 # tokens, then to the T5 states.
-                "cross_attention_dim": [[None, lm_dim, t5_dim], [None, lm_dim, t5_dim]],
-                "attention_head_dim": 4,
-                "norm_num_groups": 4,
-            }
+                [[None, lm_dim, t5_dim], [None, lm_dim, t5_dim]],
+                sample_size=8,
+                attention_level=1,
+            )
         ),
-        "audioldm2_vae": _audioldm_tiny()["audio_vae"],
-        "audioldm2_vocoder": ComponentSpec(config=_tiny_vocoder()),
+        "audioldm2_vae": ComponentSpec(config=tiny_vae(latent_channels=8, in_channels=1, levels=3)),
+        "audioldm2_vocoder": ComponentSpec(config=tiny_vocoder()),
     }
 
 
@@ -509,32 +408,8 @@ def _difffoley_tiny() -> dict[str, ComponentSpec]:
         "foley_condition": ComponentSpec(
             config={"origin_dim": 8, "embed_dim": context, "seq_len": 40}
         ),
-        "foley_unet": ComponentSpec(
-            config={
-                "sample_size": 8,
-                "in_channels": 4,
-                "out_channels": 4,
-                "block_out_channels": [8, 16],
-                "layers_per_block": 1,
-                "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
-                "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
-                "cross_attention_dim": context,
-                "attention_head_dim": 4,
-                "norm_num_groups": 4,
-            }
-        ),
-        "foley_vae": ComponentSpec(
-            config={
-                "block_out_channels": [8, 8, 8, 8],
-                "layers_per_block": 1,
-                "norm_num_groups": 4,
-                "in_channels": 3,
-                "out_channels": 3,
-                "latent_channels": 4,
-                "down_block_types": ["DownEncoderBlock2D"] * 4,
-                "up_block_types": ["UpDecoderBlock2D"] * 4,
-            }
-        ),
+        "foley_unet": ComponentSpec(config=tiny_unet(4, context, sample_size=8)),
+        "foley_vae": ComponentSpec(config=tiny_vae(latent_channels=4, in_channels=3, levels=4)),
         # Its context is the raw CAVP features (8-d here), as the reference's sampler gives it.
         "foley_classifier": ComponentSpec(
             config={
@@ -592,20 +467,7 @@ def _tempotokens_tiny() -> dict[str, ComponentSpec]:
         "zeroscope_tokenizer": video["tokenizer"],
         "zeroscope_text_encoder": video["text_encoder"],
         "zeroscope_vae": video["vae"],
-        "zeroscope_unet": ComponentSpec(
-            config={
-                "sample_size": 4,
-                "in_channels": 4,
-                "out_channels": 4,
-                "block_out_channels": [8, 16],
-                "layers_per_block": 1,
-                "down_block_types": ["CrossAttnDownBlock3D", "DownBlock3D"],
-                "up_block_types": ["UpBlock3D", "CrossAttnUpBlock3D"],
-                "cross_attention_dim": text_dim,
-                "attention_head_dim": 4,
-                "norm_num_groups": 4,
-            }
-        ),
+        "zeroscope_unet": ComponentSpec(config=tiny_unet(4, text_dim, blocks="3D")),
         "beats": ComponentSpec(config=beats),
         "mapper": ComponentSpec(
             config={
@@ -745,19 +607,8 @@ def load_config(name_or_path: str | Path | TwoStageConfig, audio_model: str) -> 
     also ``audioldm2``, ``audioldm2-tiny``), a config, or a JSON file."""
     if isinstance(name_or_path, TwoStageConfig):
         config = name_or_path
-    elif str(name_or_path) in PRESETS[audio_model]:
-        return PRESETS[audio_model][str(name_or_path)]()
     else:
-        path = Path(name_or_path)
-        if not path.is_file():
-            raise ConfigError(
-                f"{name_or_path}: not a preset ({', '.join(PRESETS[audio_model])}) "
-                "nor a config file"
-            )
-        try:
-            config = TwoStageConfig.from_dict(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read the config as JSON ({exc})") from exc
+        config = TwoStageConfig.load(name_or_path, PRESETS[audio_model], "preset")
     if config.audio_model != audio_model:
         raise ConfigError(
             f"config {config.name!r} is for audio model {config.audio_model!r}, not {audio_model!r}"
