@@ -199,12 +199,12 @@ REGISTRY: dict[str, WeightsSpec] = {
             baselines="tavdiffusion, animatediff-*",
         ),
         WeightsSpec(
-            name="audioldm-s-full-v2",
-            description="AudioLDM-S-full-v2 (diffusers layout): text to audio; TAVDiffusion's "
+            name="audioldm-s-full",
+            description="AudioLDM-S-full (diffusers layout): text to audio; TAVDiffusion's "
             "audio VAE and vocoder",
-            filename="audioldm-s-full-v2",
+            filename="audioldm-s-full",
             licence="CC BY-NC-SA 4.0 (non-commercial)",
-            hf_repo="cvssp/audioldm-s-full-v2",
+            hf_repo="cvssp/audioldm",
             hf_revision="main",
             hf_patterns=_PIPELINE_FILES,
             baselines="tavdiffusion, animatediff-audioldm, audioldm-tempotokens",

@@ -41,7 +41,7 @@ class BaselineInfo:
 
 _SD = "Stable Diffusion 1.5 (CreativeML OpenRAIL-M)"
 _ANIMATEDIFF = "AnimateDiff motion adapter v1-5-2 (Apache-2.0)"
-_AUDIOLDM = "AudioLDM-S-full-v2 (CC BY-NC-SA 4.0); audioldm2 presets: AudioLDM 2 (CC BY-NC-SA 4.0)"
+_AUDIOLDM = "AudioLDM-S-full (CC BY-NC-SA 4.0); audioldm2 presets: AudioLDM 2 (CC BY-NC-SA 4.0)"
 
 BASELINES: dict[str, BaselineInfo] = {
     "tavdiffusion": BaselineInfo(
@@ -51,7 +51,7 @@ BASELINES: dict[str, BaselineInfo] = {
         ("TextToAudibleVideo",),
         (
             "a trained checkpoint (`baseline train tavdiffusion`), initialised from "
-            f"{_SD}, {_ANIMATEDIFF}, AudioLDM-S-full-v2 VAE and vocoder (CC BY-NC-SA 4.0)",
+            f"{_SD}, {_ANIMATEDIFF}, AudioLDM-S-full VAE and vocoder (CC BY-NC-SA 4.0)",
         ),
         ("paper", "tiny"),
     ),

@@ -20,7 +20,7 @@ from tavgbench.baselines.tavdiffusion.config import ComponentSpec, ConfigError
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 ANIMATEDIFF = "guoyww/animatediff-motion-adapter-v1-5-2"
-AUDIOLDM = "cvssp/audioldm-s-full-v2"
+AUDIOLDM = "cvssp/audioldm"
 ZEROSCOPE = "cerspense/zeroscope_v2_576w"
 AUDIOLDM2 = "cvssp/audioldm2"
 
@@ -80,8 +80,10 @@ PUBLISHED: dict[tuple[str, str], dict[str, Any]] = {
     # AnimateDiff v1-5-2: MotionAdapter's defaults (8 heads, 2 motion layers per block, mid
     # block, 32 positions).
     (ANIMATEDIFF, ""): {},
-    # AudioLDM-S-full-v2: UNet on 8-channel latents with the CLAP embedding as a class
-    # embedding, 3-level VAE on 64-bin mels, HiFi-GAN at 16 kHz, CLAP (RoBERTa) text encoder.
+    # AudioLDM-S-full (cvssp/audioldm; the AudioLDM-S architecture that -s-full-v2 shares, whose
+    # published files the sizes are checked against): UNet on 8-channel latents with the CLAP
+    # embedding as a class embedding, 3-level VAE on 64-bin mels, HiFi-GAN at 16 kHz, CLAP
+    # (RoBERTa) text encoder.
     (AUDIOLDM, "unet"): {
         **_AUDIOLDM_UNET_LEVELS,
         "sample_size": 128,
@@ -92,7 +94,7 @@ PUBLISHED: dict[tuple[str, str], dict[str, Any]] = {
         "projection_class_embeddings_input_dim": 512,
         "class_embeddings_concat": True,
     },
-    (AUDIOLDM, "vae"): {**_AUDIOLDM_VAE, "sample_size": 512, "scaling_factor": 0.9392935633659363},
+    (AUDIOLDM, "vae"): {**_AUDIOLDM_VAE, "sample_size": 512},
     (AUDIOLDM, "vocoder"): _AUDIOLDM_VOCODER,
     (AUDIOLDM, "text_encoder"): {},
     (AUDIOLDM, "tokenizer"): {"max_length": 512},

@@ -67,7 +67,7 @@ SIZES: dict[tuple[str, str], tuple[Build, int]] = {
     (SD15, "text_encoder"): (lambda c: CLIPTextModel(CLIPTextConfig(**c)), 123_060_480),
     # diffusion_pytorch_model.safetensors of 1.82 GB (fp32).
     (ANIMATEDIFF, ""): (lambda c: MotionAdapter(**c), 453_209_280),
-    # unet 740 MB and vae 222 MB (fp32).
+    # AudioLDM-S (cvssp/audioldm-s-full-v2, the same architecture): unet 740 MB, vae 222 MB (fp32).
     (AUDIOLDM, "unet"): (lambda c: UNet2DConditionModel(**c), 185_036_552),
     (AUDIOLDM, "vae"): (lambda c: AutoencoderKL(**c), 55_376_873),
     (AUDIOLDM, "vocoder"): (lambda c: SpeechT5HifiGan(SpeechT5HifiGanConfig(**c)), 55_264_897),

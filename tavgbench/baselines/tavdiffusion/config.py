@@ -7,8 +7,12 @@ local folder, plus a subfolder) or, where ``source`` is empty, are built at rand
 
 What the paper leaves open and we chose (each named where it is set): frames are spread over the
 whole 10 s clip (20 frames at 2 fps); the bridge acts at the inputs of the first three decoder
-stages; classifier-free guidance scale 7.5 on both streams (Stable Diffusion's default); the EAS
-loss compares the streams' features at the deepest bridge level, each projected to a shared width.
+stages; the EAS loss compares the streams' features at the deepest bridge level, each projected
+to a shared width. Where the authors' released inference code (github.com/OpenNLPLab/TAVGBench,
+``config.yaml`` and ``inference.py``) fixes a value, we take it: the linear beta schedule
+0.00085-0.012 shared by both streams, guidance 8.0 on both, AudioLDM-S-full's VAE and vocoder,
+audio latents of 8 x 256 x 16 (10.24 s of mel frames). It samples 40 DDIM steps; we keep the
+paper's 50.
 """
 
 from __future__ import annotations
@@ -40,7 +44,9 @@ COMPONENTS = (
     "motion_adapter",
 )
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-AUDIOLDM = "cvssp/audioldm-s-full-v2"
+# AudioLDM-S-full, as the TAVGBench release loads it (`build_audio_pretrained_models(
+# "audioldm-s-full")` in its inference.py); cvssp/audioldm is its diffusers port.
+AUDIOLDM = "cvssp/audioldm"
 ANIMATEDIFF = "guoyww/animatediff-motion-adapter-v1-5-2"
 
 
@@ -107,11 +113,12 @@ class TAVDiffusionConfig(JsonConfig):
     eas_weight: float = 0.1
     eas_temperature: float = 0.1
     eas_dim: int = 256
-    # diffusion (one DDPM schedule shared by both streams; Stable Diffusion's)
+    # diffusion: one DDPM schedule shared by both streams, the released config.yaml's (AnimateDiff's
+    # linear betas; Stable Diffusion's own are scaled-linear)
     num_train_timesteps: int = 1000
     beta_start: float = 0.00085
     beta_end: float = 0.012
-    beta_schedule: str = "scaled_linear"
+    beta_schedule: str = "linear"
     # training
     learning_rate: float = 1e-4
     batch_size: int = 1
@@ -131,7 +138,7 @@ class TAVDiffusionConfig(JsonConfig):
     seed: int = 0
     # sampling
     num_inference_steps: int = 50
-    guidance_scale: float = 7.5
+    guidance_scale: float = 8.0  # the released config.yaml's
 
     def __post_init__(self) -> None:
         missing = [c for c in COMPONENTS if c not in self.components and c != "motion_adapter"]

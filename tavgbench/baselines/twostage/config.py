@@ -9,7 +9,8 @@ Weights of ``default`` and their licences (several forbid commercial use):
 
 * Stable Diffusion 1.5 (``stable-diffusion-v1-5/stable-diffusion-v1-5``): CreativeML OpenRAIL-M.
 * AnimateDiff motion adapter v1-5-2 (``guoyww/animatediff-motion-adapter-v1-5-2``): Apache-2.0.
-* AudioLDM-S-full-v2 (``cvssp/audioldm-s-full-v2``): CC BY-NC-SA 4.0 (research only).
+* AudioLDM-S-full (``cvssp/audioldm``, the checkpoint the TAVGBench release uses):
+  CC BY-NC-SA 4.0 (research only).
 * AudioLDM 2 (``cvssp/audioldm2``, the ``audioldm2`` presets): CC BY-NC-SA 4.0 (its model
   card; research only). Its CLAP and Flan-T5 text encoders ship inside that repository.
 * Diff-Foley (``cavp_epoch66.ckpt``, ``ldm_epoch240.ckpt`` and, for double guidance,
@@ -45,7 +46,7 @@ from tavgbench.errors import TavgbenchError
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 ANIMATEDIFF = "guoyww/animatediff-motion-adapter-v1-5-2"
-AUDIOLDM = "cvssp/audioldm-s-full-v2"
+AUDIOLDM = "cvssp/audioldm"
 AUDIOLDM2 = "cvssp/audioldm2"
 DIFF_FOLEY = "SimianLuo/Diff-Foley"
 ZEROSCOPE = "cerspense/zeroscope_v2_576w"
