@@ -11,8 +11,13 @@ stages; the EAS loss compares the streams' features at the deepest bridge level,
 to a shared width. Where the authors' released inference code (github.com/OpenNLPLab/TAVGBench,
 ``config.yaml`` and ``inference.py``) fixes a value, we take it: the linear beta schedule
 0.00085-0.012 shared by both streams, guidance 8.0 on both, AudioLDM-S-full's VAE and vocoder,
-audio latents of 8 x 256 x 16 (10.24 s of mel frames). It samples 40 DDIM steps; we keep the
-paper's 50.
+audio latents of 8 x 256 x 16 (10.24 s of mel frames), AudioLDM's waveform levels and centred
+STFT. It samples 40 DDIM steps; we keep the paper's 50. Where the release departs from the paper
+we follow the paper: its bridge is one cross-attention from audio to video (and at inference the
+video attends to fresh noise), its EAS layers are never used in a loss, and it has no temporal
+convolutions. Its motion modules have AnimateDiff v1's layout (24 positions, no mid block); we
+start from the v1-5-2 adapter (32 positions, a mid block), diffusers' published SD-1.5 adapter;
+both cover 20 frames.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ from tavgbench.media import decode_audio, decode_frames
 
 INDEX = "index.json"
 LATENT_KEYS = ("video_mean", "video_std", "audio_mean", "audio_std")
+FRONT_END = "audioldm-v1: peak 0.5, centred STFT, silence-padded to the latent grid"
 # The settings that decide what a clip's latents are.
 LATENT_MEDIA = (
     "height",
@@ -87,6 +88,8 @@ def latent_fingerprint(model: TAVDiffusion) -> dict[str, Any]:
             digest.update(value.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     config = model.config
     return {
+        # Bumped whenever the audio/video preparation before the VAEs changes.
+        "front_end": FRONT_END,
         "codecs_sha256": digest.hexdigest(),
         "video_vae": config.components["video_vae"].source or "random",
         "audio_vae": config.components["audio_vae"].source or "random",

@@ -1,10 +1,12 @@
 """AudioLDM's mel front end in torch: magnitude STFT, Slaney mel filter bank, log compression.
 
 AudioLDM (and so its VAE and HiFi-GAN vocoder) works on ``log(max(mel, 1e-5))`` of the
-*magnitude* STFT (Hann window of ``n_fft`` samples, ``n_fft`` = 1024, hop 160 at 16 kHz, the
-signal reflect-padded by ``(n_fft - hop) / 2`` on each side, no centring), projected on a
-64-band Slaney-style mel filter bank (Slaney mel scale, area-normalised bands, 0-8000 Hz), laid
-out ``[frames, mels]``. No librosa or torchaudio is needed.
+*magnitude* STFT (periodic Hann window of ``n_fft`` samples, ``n_fft`` = 1024, hop 160 at 16 kHz,
+centred frames: the signal reflect-padded by ``n_fft / 2`` on each side, as AudioLDM's
+Tacotron-style ``STFT.transform`` does, so ``samples / hop + 1`` frames), projected on a 64-band
+Slaney-style mel filter bank (Slaney mel scale, area-normalised bands, 0-8000 Hz), laid out
+``[frames, mels]``. Before it, :func:`normalize_waveform` gives the waveform AudioLDM's levels.
+No librosa or torchaudio is needed.
 """
 
 from __future__ import annotations
@@ -62,6 +64,14 @@ def slaney_mel_filterbank(
     return weights.to(torch.float32)
 
 
+def normalize_waveform(waveform: torch.Tensor) -> torch.Tensor:
+    """AudioLDM's input levels: each waveform ``[batch, samples]`` without its mean, scaled to a
+    peak of 0.5 (its ``normalize_wav``; silence stays silent)."""
+    centred = waveform - waveform.mean(dim=-1, keepdim=True)
+    peak = centred.abs().amax(dim=-1, keepdim=True)
+    return 0.5 * centred / (peak + 1e-8)
+
+
 class LogMelSpectrogram(nn.Module):
     """Waveforms ``[batch, samples]`` to AudioLDM log-mel spectrograms ``[batch, frames, mels]``."""
 
@@ -85,14 +95,13 @@ class LogMelSpectrogram(nn.Module):
         )
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        pad = (self.n_fft - self.hop_length) // 2
-        padded = nn.functional.pad(waveform.float()[:, None], (pad, pad), mode="reflect")[:, 0]
         spec = torch.stft(
-            padded,
+            waveform.float(),
             self.n_fft,
             hop_length=self.hop_length,
             window=self.window,
-            center=False,
+            center=True,
+            pad_mode="reflect",
             return_complex=True,
         )
         mel = torch.matmul(self.filterbank, spec.abs())

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel, UNetMotionModel
 from torch import nn
 
@@ -37,7 +38,7 @@ from tavgbench.baselines.tavdiffusion.components import (
 )
 from tavgbench.baselines.tavdiffusion.config import ConfigError, TAVDiffusionConfig
 from tavgbench.baselines.tavdiffusion.eas import TokenWeightedSimilarity, eas_loss
-from tavgbench.baselines.tavdiffusion.mel import LogMelSpectrogram
+from tavgbench.baselines.tavdiffusion.mel import LogMelSpectrogram, normalize_waveform
 
 
 @dataclass
@@ -383,13 +384,13 @@ class TAVDiffusion:
     def audio_posterior(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[b, samples]`` to the audio VAE posterior's mean and std ``[b, 8, t, m]``.
 
-        The log-mel is padded to the latent grid with each clip's own minimum (AudioLDM pads
-        short spectrograms with its log floor: silence).
+        As AudioLDM prepares its training audio: levels normalised (mean removed, peak 0.5), the
+        waveform padded with silence to the latent grid's length (``mel_frames`` hops: 10.24 s
+        for a 10 s clip), its log-mel cut to ``mel_frames`` frames.
         """
-        mel = self.mel(waveform.to(self.device))
-        short = max(0, self.mel_frames - mel.shape[1])
-        floor = mel.amin(dim=(1, 2), keepdim=True).expand(-1, short, mel.shape[2])
-        mel = torch.cat([mel, floor], dim=1)[:, : self.mel_frames, None].transpose(1, 2)
+        wave = normalize_waveform(waveform.to(self.device).float())
+        wave = F.pad(wave, (0, max(0, self.mel_frames * self.config.hop_length - wave.shape[1])))
+        mel = self.mel(wave)[:, : self.mel_frames, None].transpose(1, 2)
         vae = self.codecs.audio_vae
         dist = vae.encode(mel.to(vae.dtype)).latent_dist
         return dist.mean, dist.std
