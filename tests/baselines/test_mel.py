@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -13,9 +15,9 @@ from tavgbench.baselines.tavdiffusion.mel import (
 )
 
 
-def test_filterbank_matches_transformers_slaney() -> None:
-    audio_utils = pytest.importorskip("transformers.audio_utils")
-    reference = audio_utils.mel_filter_bank(
+def _transformers_filters(audio_utils: Any) -> np.ndarray:
+    """transformers' librosa-compatible Slaney filter bank for AudioLDM's 64 bands."""
+    return audio_utils.mel_filter_bank(
         num_frequency_bins=513,
         num_mel_filters=64,
         min_frequency=0.0,
@@ -24,6 +26,11 @@ def test_filterbank_matches_transformers_slaney() -> None:
         norm="slaney",
         mel_scale="slaney",
     )
+
+
+def test_filterbank_matches_transformers_slaney() -> None:
+    audio_utils = pytest.importorskip("transformers.audio_utils")
+    reference = _transformers_filters(audio_utils)
     ours = slaney_mel_filterbank(16000, 1024, 64, 0.0, 8000.0).numpy().T
     # Reference: transformers' librosa-compatible filter bank; float32 rounding, 1e-7 absolute
     # against weights of order 1e-2.
@@ -52,15 +59,7 @@ def test_log_mel_matches_transformers_spectrogram() -> None:
     audio_utils = pytest.importorskip("transformers.audio_utils")
     g = torch.Generator().manual_seed(0)
     wave = 0.3 * torch.randn(16000, generator=g, dtype=torch.float64)
-    filters = audio_utils.mel_filter_bank(
-        num_frequency_bins=513,
-        num_mel_filters=64,
-        min_frequency=0.0,
-        max_frequency=8000.0,
-        sampling_rate=16000,
-        norm="slaney",
-        mel_scale="slaney",
-    )
+    filters = _transformers_filters(audio_utils)
     reference = audio_utils.spectrogram(
         wave.numpy(),
         audio_utils.window_function(1024, "hann"),

@@ -189,10 +189,7 @@ class AudioLDM2:
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> AudioLDM2:
         self.device = torch.device(device)
-        if dtype is None:
-            self.pipe.to(self.device)
-        else:
-            self.pipe.to(self.device, dtype)
+        self.pipe.to(device=self.device, dtype=dtype)
         return self
 
     @property

@@ -83,10 +83,7 @@ class AnimateDiffVideo:
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> AnimateDiffVideo:
         """Move every part (and cast it to ``dtype``, as diffusers runs AnimateDiff in fp16)."""
         self.device = torch.device(device)
-        if dtype is None:
-            self.pipe.to(self.device)
-        else:
-            self.pipe.to(self.device, dtype)
+        self.pipe.to(device=self.device, dtype=dtype)
         return self
 
     @property
