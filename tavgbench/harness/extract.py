@@ -230,9 +230,13 @@ def extract_to_cache(
 
 
 def load_cached(
-    clips: Sequence[ClipSource], extractor: Extractor, cache: FeatureCache
+    clips: Sequence[ClipSource],
+    extractor: Extractor,
+    cache: FeatureCache,
+    reduce: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Every clip's cached features for one extractor (all must be present)."""
+    """Every clip's cached features for one extractor (all must be present), each passed
+    through ``reduce`` as it is read when one is given."""
     description = extractor.describe()
     features = {}
     for clip in clips:
@@ -242,7 +246,7 @@ def load_cached(
                 f"{clip.video}: features of {extractor.name} are missing from the cache "
                 f"{cache.root}; rerun the command to compute them"
             )
-        features[clip.id] = arrays
+        features[clip.id] = arrays if reduce is None else reduce(arrays)
     return features
 
 

@@ -219,7 +219,7 @@ def score_submission(
     captions = {e.id: e.caption for e in split.entries}
     for spec in specs:
         extractor = loaded[spec.extractor]
-        generated = load_cached(sources, extractor, cache)
+        generated = load_cached(sources, extractor, cache, spec.reduce)
         kwargs: dict[str, Any] = {"seed": options.seed}
         if spec.needs_captions:
             kwargs["text_embeddings"] = text_embeddings(

@@ -46,6 +46,9 @@ class MetricSpec:
         needs_reference: whether reference clips are compared against.
         needs_captions: whether the captions' text embeddings are needed.
         compute: ``compute(generated, reference, ids, **context) -> MetricResult``.
+        reduce: applied to each generated clip's features as they are loaded, for a metric that
+            needs only a per-clip summary (its ``compute`` takes the summary): the harness then
+            never holds every clip's raw features at once.
     """
 
     name: str
@@ -55,6 +58,7 @@ class MetricSpec:
     needs_reference: bool
     needs_captions: bool
     compute: Callable[..., MetricResult]
+    reduce: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
 
 
 def stack(features: ClipFeatures, ids: Sequence[str], output: str) -> np.ndarray:

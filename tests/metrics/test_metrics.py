@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics.pairwise import cosine_similarity
 
 from tavgbench.metrics import METRICS
-from tavgbench.metrics.avhscore import compute_avhscore
+from tavgbench.metrics.avhscore import AVHSCORE, compute_avhscore
 from tavgbench.metrics.clipsim import compute_clipsim
 from tavgbench.metrics.fad import compute_fad
 from tavgbench.metrics.fvd import compute_fvd
@@ -80,6 +80,11 @@ def test_avhscore_drops_when_audio_is_shuffled() -> None:
     shuffled = {i: {"frames": clips[i]["frames"], "audio": clips[ids[(k + 3) % 10]]["audio"]}
                 for k, i in enumerate(ids)}  # fmt: skip
     assert compute_avhscore(shuffled, None, ids).value < matched.value
+    # Scoring reduces each clip as it loads it (AVHSCORE.reduce): the same per-clip values.
+    reduced = {i: AVHSCORE.reduce(clips[i]) for i in ids}
+    assert all(set(r) == {"harmony"} for r in reduced.values())
+    again = compute_avhscore(reduced, None, ids, n_boot=50)
+    assert again.value == matched.value and again.per_sample == matched.per_sample
 
 
 def test_registry_names_directions_and_extractors() -> None:
