@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -246,6 +247,26 @@ class FeatureCache:
                 temporary.unlink(missing_ok=True)
             raise _write_error(error, folder) from error
         _fsync_folder(folder)
+
+    def sweep(self, names: Sequence[str], older_than_s: float = 3600.0) -> int:
+        """Delete temporary files that writers killed mid-write left in the folders of the
+        extractors ``names``; returns how many.
+
+        Only files older than ``older_than_s`` go: a write takes well under a second, and a
+        live writer on another machine sharing the folder cannot be asked whether it is alive.
+        """
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for name in names:
+            folder = self.root / name
+            if not folder.is_dir():
+                continue
+            for temporary in folder.glob("*/.*.tmp"):
+                with contextlib.suppress(OSError):
+                    if temporary.stat().st_mtime < cutoff:
+                        temporary.unlink()
+                        removed += 1
+        return removed
 
     def _discard(self, path: Path, reason: str) -> None:
         logger.warning("Deleting damaged feature cache entry %s: %s", path, reason)

@@ -190,6 +190,9 @@ def extract_to_cache(
     clips = list(clips)
     failed: dict[str, str] = {}
     report = ExtractionReport(failed=failed)
+    if rank == 0:
+        # What runs killed mid-write left behind (a resumed run is the usual caller).
+        cache.sweep([e.name for e in extractors])
     batches = [
         list(range(i, min(i + batch_size, len(clips)))) for i in range(0, len(clips), batch_size)
     ]

@@ -257,3 +257,18 @@ def test_concurrent_writers_of_one_key_leave_a_valid_entry(
     assert set(np.unique(final["logits"])) <= {1.0, 2.0}
     assert seen <= {1.0, 2.0}
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_sweep_removes_only_stale_temporaries(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    cache.put(CLIP, EXTRACTOR, {"logits": np.ones(4, np.float32)})
+    entry = cache.path(CLIP, EXTRACTOR)
+    # What a writer killed between open and rename leaves: an old one and one being written.
+    stale = entry.parent / f".{entry.stem}.123.aaaa.tmp"
+    fresh = entry.parent / f".{entry.stem}.456.bbbb.tmp"
+    stale.write_bytes(b"partial")
+    fresh.write_bytes(b"partial")
+    old = stale.stat().st_mtime - 7200
+    os.utime(stale, (old, old))
+    assert cache.sweep(["i3d", "clip"]) == 1
+    assert not stale.exists() and fresh.exists() and entry.exists()
