@@ -112,46 +112,52 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
     """
     path = Path(path)
     with _open(path) as container:
-        duration = container.duration / av.time_base if container.duration else 0.0
-        video = container.streams.video[0] if container.streams.video else None
-        audio = container.streams.audio[0] if container.streams.audio else None
-        width = height = num_frames = rotation = 0
-        fps = 0.0
-        video_codec = ""
-        if video is not None:
-            width, height = video.codec_context.width, video.codec_context.height
-            fps = float(video.average_rate) if video.average_rate else 0.0
-            video_codec = video.codec_context.name
-            num_frames = int(video.frames or 0)
-            if not num_frames and fps and duration:
-                num_frames = round(duration * fps)
-            if not duration and video.duration and video.time_base:
-                duration = float(video.duration * video.time_base)
-            if width <= MAX_SIDE and height <= MAX_SIDE:
-                try:
-                    rotation = _stream_rotation(container)
-                except av.error.FFmpegError:
-                    rotation = 0
-            if rotation in (90, 270):
-                width, height = height, width
-        if audio is not None and not duration and audio.duration and audio.time_base:
-            duration = float(audio.duration * audio.time_base)
-        return MediaInfo(
-            path=str(path),
-            container=container.format.name,
-            duration=float(duration),
-            has_video=video is not None,
-            width=int(width),
-            height=int(height),
-            fps=fps,
-            num_frames=num_frames,
-            video_codec=video_codec,
-            rotation=rotation,
-            has_audio=audio is not None,
-            sample_rate=int(audio.codec_context.sample_rate) if audio is not None else 0,
-            channels=int(audio.codec_context.channels) if audio is not None else 0,
-            audio_codec=audio.codec_context.name if audio is not None else "",
-        )
+        return _probe(container, path, with_rotation=True)
+
+
+def _probe(container: av.container.InputContainer, path: Path, *, with_rotation: bool) -> MediaInfo:
+    """:func:`probe` of an open container; ``with_rotation`` decodes the first frame to read
+    its display rotation (0 otherwise: decoders apply it per frame anyway)."""
+    duration = container.duration / av.time_base if container.duration else 0.0
+    video = container.streams.video[0] if container.streams.video else None
+    audio = container.streams.audio[0] if container.streams.audio else None
+    width = height = num_frames = rotation = 0
+    fps = 0.0
+    video_codec = ""
+    if video is not None:
+        width, height = video.codec_context.width, video.codec_context.height
+        fps = float(video.average_rate) if video.average_rate else 0.0
+        video_codec = video.codec_context.name
+        num_frames = int(video.frames or 0)
+        if not num_frames and fps and duration:
+            num_frames = round(duration * fps)
+        if not duration and video.duration and video.time_base:
+            duration = float(video.duration * video.time_base)
+        if with_rotation and width <= MAX_SIDE and height <= MAX_SIDE:
+            try:
+                rotation = _stream_rotation(container)
+            except av.error.FFmpegError:
+                rotation = 0
+        if rotation in (90, 270):
+            width, height = height, width
+    if audio is not None and not duration and audio.duration and audio.time_base:
+        duration = float(audio.duration * audio.time_base)
+    return MediaInfo(
+        path=str(path),
+        container=container.format.name,
+        duration=float(duration),
+        has_video=video is not None,
+        width=int(width),
+        height=int(height),
+        fps=fps,
+        num_frames=num_frames,
+        video_codec=video_codec,
+        rotation=rotation,
+        has_audio=audio is not None,
+        sample_rate=int(audio.codec_context.sample_rate) if audio is not None else 0,
+        channels=int(audio.codec_context.channels) if audio is not None else 0,
+        audio_codec=audio.codec_context.name if audio is not None else "",
+    )
 
 
 def _check_video_bounds(path: Path, info: MediaInfo) -> None:
@@ -241,10 +247,12 @@ def decode_frames(
         MediaError: the file is unreadable, has no video, no frames, or exceeds the size bounds.
     """
     path = Path(path)
-    info = probe(path)
-    _check_video_bounds(path, info)
     try:
         with _open(path) as container:
+            # One open: the bounds need no rotation (it only swaps width and height), and
+            # _to_rgb applies each frame's own rotation.
+            info = _probe(container, path, with_rotation=False)
+            _check_video_bounds(path, info)
             if num_frames is None and fps is None:
                 frames = [_to_rgb(f) for _, f in _frames_with_times(container)]
             else:
