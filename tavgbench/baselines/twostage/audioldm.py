@@ -26,7 +26,12 @@ from transformers import (
 )
 
 from tavgbench.baselines.tavdiffusion.components import ByteTokenizer
-from tavgbench.baselines.twostage.components import freeze, load_pretrained, seeded_noise, tokenize
+from tavgbench.baselines.twostage.components import (
+    build_part,
+    freeze,
+    seeded_noise,
+    tokenize,
+)
 from tavgbench.baselines.twostage.config import TwoStageConfig
 
 # Stage two's noise is drawn from the clip seed plus this, so it differs from stage one's.
@@ -39,35 +44,32 @@ class AudioLDM:
     def __init__(self, config: TwoStageConfig, device: str | torch.device = "cpu") -> None:
         self.config = config
         specs = config.components
-        tok = specs["clap_tokenizer"]
-        self.tokenizer = (
-            load_pretrained(AutoTokenizer, tok, "AudioLDM CLAP tokenizer")
-            if tok.pretrained
-            else ByteTokenizer(tok.config.get("max_length", config.max_clap_length))
+        self.tokenizer = build_part(
+            specs["clap_tokenizer"],
+            "AudioLDM CLAP tokenizer",
+            AutoTokenizer,
+            lambda c: ByteTokenizer(c.get("max_length", config.max_clap_length)),
         )
-        text = specs["clap_text_encoder"]
-        self.text_encoder = (
-            load_pretrained(ClapTextModelWithProjection, text, "AudioLDM CLAP text encoder")
-            if text.pretrained
-            else ClapTextModelWithProjection(ClapTextConfig(**text.config))
+        self.text_encoder = build_part(
+            specs["clap_text_encoder"],
+            "AudioLDM CLAP text encoder",
+            ClapTextModelWithProjection,
+            lambda c: ClapTextModelWithProjection(ClapTextConfig(**c)),
         )
-        unet = specs["audio_unet"]
-        self.unet = (
-            load_pretrained(UNet2DConditionModel, unet, "AudioLDM UNet")
-            if unet.pretrained
-            else UNet2DConditionModel(**unet.config)
+        self.unet = build_part(
+            specs["audio_unet"],
+            "AudioLDM UNet",
+            UNet2DConditionModel,
+            lambda c: UNet2DConditionModel(**c),
         )
-        vae = specs["audio_vae"]
-        self.vae = (
-            load_pretrained(AutoencoderKL, vae, "AudioLDM VAE")
-            if vae.pretrained
-            else AutoencoderKL(**vae.config)
+        self.vae = build_part(
+            specs["audio_vae"], "AudioLDM VAE", AutoencoderKL, lambda c: AutoencoderKL(**c)
         )
-        voc = specs["vocoder"]
-        self.vocoder = (
-            load_pretrained(SpeechT5HifiGan, voc, "AudioLDM vocoder")
-            if voc.pretrained
-            else SpeechT5HifiGan(SpeechT5HifiGanConfig(**voc.config))
+        self.vocoder = build_part(
+            specs["vocoder"],
+            "AudioLDM vocoder",
+            SpeechT5HifiGan,
+            lambda c: SpeechT5HifiGan(SpeechT5HifiGanConfig(**c)),
         )
         freeze(self.text_encoder, self.unet, self.vae, self.vocoder)
         self.to(device)

@@ -57,9 +57,8 @@ from transformers import (
     T5Tokenizer,
 )
 
-from tavgbench.baselines.tavdiffusion.config import ComponentSpec
 from tavgbench.baselines.twostage.audioldm import AUDIO_SALT
-from tavgbench.baselines.twostage.components import freeze, load_pretrained, seeded_noise
+from tavgbench.baselines.twostage.components import build_part, freeze, seeded_noise
 from tavgbench.baselines.twostage.config import TwoStageConfig
 
 
@@ -99,65 +98,60 @@ class _Pipeline(AudioLDM2Pipeline):
         return inputs_embeds[:, -max_new_tokens:]
 
 
-def _part(spec: ComponentSpec, what: str, pretrained: Any, build: Any) -> Any:
-    """``pretrained.from_pretrained`` of ``spec`` where it has a source, else ``build(config)``."""
-    if spec.pretrained:
-        return load_pretrained(pretrained, spec, f"AudioLDM 2 {what}")
-    return build(spec.config)
-
-
 class AudioLDM2:
     """Prompts to ``float32 [b, samples]`` waveforms in [-1, 1] at the vocoder's rate."""
 
     def __init__(self, config: TwoStageConfig, device: str | torch.device = "cpu") -> None:
         self.config = config
         specs = config.components
-        tokenizer = _part(
+        tokenizer = build_part(
             specs["audioldm2_tokenizer"],
-            "CLAP tokenizer",
+            "AudioLDM 2 CLAP tokenizer",
             RobertaTokenizer,
             lambda c: byte_roberta_tokenizer(c.get("model_max_length", config.max_clap_length)),
         )
-        tokenizer_2 = _part(
+        tokenizer_2 = build_part(
             specs["audioldm2_tokenizer_2"],
-            "T5 tokenizer",
+            "AudioLDM 2 T5 tokenizer",
             T5Tokenizer,
             lambda c: char_t5_tokenizer(c.get("model_max_length", config.max_clap_length)),
         )
-        text_encoder = _part(
+        text_encoder = build_part(
             specs["audioldm2_text_encoder"],
-            "CLAP text encoder",
+            "AudioLDM 2 CLAP text encoder",
             ClapModel,
             lambda c: ClapModel(ClapConfig(**c)),
         )
-        text_encoder_2 = _part(
+        text_encoder_2 = build_part(
             specs["audioldm2_text_encoder_2"],
-            "T5 text encoder",
+            "AudioLDM 2 T5 text encoder",
             T5EncoderModel,
             lambda c: T5EncoderModel(T5Config(**c)),
         )
-        projection_model = _part(
+        projection_model = build_part(
             specs["audioldm2_projection_model"],
-            "projection model",
+            "AudioLDM 2 projection model",
             AudioLDM2ProjectionModel,
             lambda c: AudioLDM2ProjectionModel(**c),
         )
-        language_model = _part(
+        language_model = build_part(
             specs["audioldm2_language_model"],
-            "language model",
+            "AudioLDM 2 language model",
             GPT2Model,
             lambda c: GPT2Model(GPT2Config(**c)),
         )
-        unet = _part(
+        unet = build_part(
             specs["audioldm2_unet"],
-            "UNet",
+            "AudioLDM 2 UNet",
             AudioLDM2UNet2DConditionModel,
             lambda c: AudioLDM2UNet2DConditionModel(**c),
         )
-        vae = _part(specs["audioldm2_vae"], "VAE", AutoencoderKL, lambda c: AutoencoderKL(**c))
-        vocoder = _part(
+        vae = build_part(
+            specs["audioldm2_vae"], "AudioLDM 2 VAE", AutoencoderKL, lambda c: AutoencoderKL(**c)
+        )
+        vocoder = build_part(
             specs["audioldm2_vocoder"],
-            "vocoder",
+            "AudioLDM 2 vocoder",
             SpeechT5HifiGan,
             lambda c: SpeechT5HifiGan(SpeechT5HifiGanConfig(**c)),
         )

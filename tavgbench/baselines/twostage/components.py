@@ -26,6 +26,14 @@ def load_pretrained(cls: Any, spec: ComponentSpec, what: str, **kwargs: Any) -> 
         raise WeightsMissing(missing_message(spec, what, exc)) from exc
 
 
+def build_part(spec: ComponentSpec, what: str, pretrained: Any, build: Any) -> Any:
+    """``pretrained.from_pretrained`` of ``spec`` where it has a source (see
+    :func:`load_pretrained`), else ``build(spec.config)``: a random part of that configuration."""
+    if spec.pretrained:
+        return load_pretrained(pretrained, spec, what)
+    return build(spec.config)
+
+
 def missing_message(spec: ComponentSpec, what: str, exc: Exception) -> str:
     where = f"{spec.source}/{spec.subfolder}" if spec.subfolder else spec.source
     how = how_to_get(spec.source) or (

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -55,12 +55,19 @@ def _cast(stage: Any, device: str, dtype: str | None) -> Any:
 
 
 class TwoStageBase(TextToAudibleVideo):
-    """Shared by both baselines: the video stage, step and guidance overrides, describe()."""
+    """Shared by the baselines: loading, the two stages, step and guidance overrides, describe().
+
+    Subclasses name their ``audio_model`` (the config family) and build their two stages in
+    :meth:`stages`.
+    """
+
+    audio_model: ClassVar[str] = ""
 
     def __init__(
         self,
         config: TwoStageConfig,
         video: Any,
+        audio: Any,
         *,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
@@ -68,10 +75,44 @@ class TwoStageBase(TextToAudibleVideo):
     ) -> None:
         self.config = config
         self.video = video
+        self.audio = audio
         self.dtype = dtype
         # The CLI's --steps/--guidance apply to the video stage; the audio stage keeps its own.
         self.num_inference_steps = num_inference_steps or config.video_steps
         self.guidance_scale = config.video_guidance if guidance_scale is None else guidance_scale
+
+    @classmethod
+    def load(
+        cls,
+        checkpoint: str | Path | None = None,
+        *,
+        config: str | Path | TwoStageConfig | None = None,
+        device: str = "cpu",
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        dtype: str | None = None,
+    ) -> TwoStageBase:
+        """Build from a preset (``default``: published weights; ``tiny``: random weights; see
+        ``tavgbench baseline list``) or a config JSON, on ``device``, in ``dtype``
+        (``float16``/``bfloat16``; default float32). ``checkpoint`` is what :meth:`stages` says."""
+        torch_dtype(dtype)
+        cfg = load_config(config or "default", cls.audio_model)
+        video, audio = cls.stages(cfg, device, checkpoint)
+        return cls(
+            cfg,
+            _cast(video, device, dtype),
+            _cast(audio, device, dtype),
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            dtype=dtype,
+        )
+
+    @classmethod
+    def stages(
+        cls, config: TwoStageConfig, device: str, checkpoint: str | Path | None
+    ) -> tuple[Any, Any]:
+        """The video and audio stages of ``config``."""
+        raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -104,37 +145,19 @@ class TwoStageBase(TextToAudibleVideo):
 
 
 class AnimateDiffAudioLDM(TwoStageBase):
-    """AnimateDiff video and AudioLDM (or AudioLDM 2) audio, both from the prompt."""
+    """AnimateDiff video and AudioLDM (or AudioLDM 2, the ``audioldm2`` presets) audio, both
+    from the prompt."""
 
     name = "animatediff-audioldm"
-
-    def __init__(self, config: TwoStageConfig, video: AnimateDiffVideo, audio: Any, **kw: Any):
-        super().__init__(config, video, **kw)
-        self.audio = audio
+    audio_model = "audioldm"
 
     @classmethod
-    def load(
-        cls,
-        checkpoint: str | Path | None = None,
-        *,
-        config: str | Path | TwoStageConfig | None = None,
-        device: str = "cpu",
-        num_inference_steps: int | None = None,
-        guidance_scale: float | None = None,
-        dtype: str | None = None,
-    ) -> AnimateDiffAudioLDM:
-        """Build from a preset (``default``: published weights; ``tiny``: random;
-        ``audioldm2``, ``audioldm2-tiny``: the same with AudioLDM 2) or JSON."""
+    def stages(
+        cls, config: TwoStageConfig, device: str, checkpoint: str | Path | None
+    ) -> tuple[Any, Any]:
+        """AnimateDiff and the text-to-audio model; no ``checkpoint`` (the config's sources)."""
         _no_checkpoint(cls.name, checkpoint)
-        cfg = load_config(config or "default", "audioldm")
-        return cls(
-            cfg,
-            _cast(AnimateDiffVideo(cfg, device), device, dtype),
-            _cast(_text_to_audio(cfg, device), device, dtype),
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            dtype=dtype,
-        )
+        return AnimateDiffVideo(config, device), _text_to_audio(config, device)
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[AudibleClip]:
@@ -148,35 +171,20 @@ class AnimateDiffDiffFoley(TwoStageBase):
     """AnimateDiff video, then Diff-Foley audio from the generated frames."""
 
     name = "animatediff-difffoley"
-
-    def __init__(self, config: TwoStageConfig, video: AnimateDiffVideo, audio: Any, **kw: Any):
-        super().__init__(config, video, **kw)
-        self.audio = audio
+    audio_model = "difffoley"
 
     @classmethod
-    def load(
-        cls,
-        checkpoint: str | Path | None = None,
-        *,
-        config: str | Path | TwoStageConfig | None = None,
-        device: str = "cpu",
-        num_inference_steps: int | None = None,
-        guidance_scale: float | None = None,
-        dtype: str | None = None,
-    ) -> AnimateDiffDiffFoley:
-        """As :meth:`AnimateDiffAudioLDM.load`; ``checkpoint`` is the folder holding Diff-Foley's
+    def stages(
+        cls, config: TwoStageConfig, device: str, checkpoint: str | Path | None
+    ) -> tuple[Any, Any]:
+        """AnimateDiff and Diff-Foley; ``checkpoint`` is the folder holding Diff-Foley's
         ``cavp_epoch66.ckpt``, ``ldm_epoch240.ckpt`` and, for double guidance (on in
         ``default``), ``double_guidance_classifier.ckpt`` (overrides the config's sources)."""
         from tavgbench.baselines.twostage.difffoley import DiffFoley
 
-        cfg = load_config(config or "default", "difffoley")
-        return cls(
-            cfg,
-            _cast(AnimateDiffVideo(cfg, device), device, dtype),
-            _cast(DiffFoley.build(cfg, checkpoint_dir=checkpoint, device=device), device, dtype),
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            dtype=dtype,
+        return (
+            AnimateDiffVideo(config, device),
+            DiffFoley.build(config, checkpoint_dir=checkpoint, device=device),
         )
 
     @torch.no_grad()
@@ -192,35 +200,20 @@ class AudioLDMTempoTokens(TwoStageBase):
     that audio."""
 
     name = "audioldm-tempotokens"
-
-    def __init__(self, config: TwoStageConfig, audio: Any, video: Any, **kw: Any):
-        super().__init__(config, video, **kw)
-        self.audio = audio
+    audio_model = "tempotokens"
 
     @classmethod
-    def load(
-        cls,
-        checkpoint: str | Path | None = None,
-        *,
-        config: str | Path | TwoStageConfig | None = None,
-        device: str = "cpu",
-        num_inference_steps: int | None = None,
-        guidance_scale: float | None = None,
-        dtype: str | None = None,
-    ) -> AudioLDMTempoTokens:
-        """As :meth:`AnimateDiffAudioLDM.load`; ``checkpoint`` is the folder holding
+    def stages(
+        cls, config: TwoStageConfig, device: str, checkpoint: str | Path | None
+    ) -> tuple[Any, Any]:
+        """TempoTokens and the text-to-audio model; ``checkpoint`` is the folder holding
         ``BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt`` and TempoTokens'
         ``learned_embeds.pth`` (overrides the config's sources for those two)."""
         from tavgbench.baselines.twostage.tempotokens import TempoTokensVideo
 
-        cfg = load_config(config or "default", "tempotokens")
-        return cls(
-            cfg,
-            _cast(_text_to_audio(cfg, device), device, dtype),
-            _cast(TempoTokensVideo(cfg, device, checkpoint_dir=checkpoint), device, dtype),
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            dtype=dtype,
+        return (
+            TempoTokensVideo(config, device, checkpoint_dir=checkpoint),
+            _text_to_audio(config, device),
         )
 
     @torch.no_grad()

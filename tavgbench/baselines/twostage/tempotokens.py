@@ -49,8 +49,8 @@ from tavgbench.baselines.tavdiffusion.config import ComponentSpec
 from tavgbench.baselines.twostage.beats import SAMPLE_RATE, BEATs, BEATsConfig, load_beats
 from tavgbench.baselines.twostage.components import (
     WeightsMissing,
+    build_part,
     freeze,
-    load_pretrained,
     seeded_noise,
     tokenize,
 )
@@ -263,29 +263,26 @@ class TempoTokensVideo:
     ) -> None:
         self.config = config
         specs = config.components
-        tok = specs["zeroscope_tokenizer"]
-        self.tokenizer = (
-            load_pretrained(CLIPTokenizer, tok, "ZeroScope tokenizer")
-            if tok.pretrained
-            else ByteTokenizer(tok.config.get("max_length", config.max_text_length))
+        self.tokenizer = build_part(
+            specs["zeroscope_tokenizer"],
+            "ZeroScope tokenizer",
+            CLIPTokenizer,
+            lambda c: ByteTokenizer(c.get("max_length", config.max_text_length)),
         )
-        text = specs["zeroscope_text_encoder"]
-        self.text_encoder = (
-            load_pretrained(CLIPTextModel, text, "ZeroScope text encoder")
-            if text.pretrained
-            else CLIPTextModel(CLIPTextConfig(**text.config))
+        self.text_encoder = build_part(
+            specs["zeroscope_text_encoder"],
+            "ZeroScope text encoder",
+            CLIPTextModel,
+            lambda c: CLIPTextModel(CLIPTextConfig(**c)),
         )
-        vae = specs["zeroscope_vae"]
-        self.vae = (
-            load_pretrained(AutoencoderKL, vae, "ZeroScope VAE")
-            if vae.pretrained
-            else AutoencoderKL(**vae.config)
+        self.vae = build_part(
+            specs["zeroscope_vae"], "ZeroScope VAE", AutoencoderKL, lambda c: AutoencoderKL(**c)
         )
-        unet = specs["zeroscope_unet"]
-        self.unet = (
-            load_pretrained(UNet3DConditionModel, unet, "ZeroScope UNet")
-            if unet.pretrained
-            else UNet3DConditionModel(**unet.config)
+        self.unet = build_part(
+            specs["zeroscope_unet"],
+            "ZeroScope UNet",
+            UNet3DConditionModel,
+            lambda c: UNet3DConditionModel(**c),
         )
         beats = specs["beats"]
         if checkpoint_dir is not None or beats.pretrained:

@@ -19,7 +19,12 @@ from diffusers import (
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from tavgbench.baselines.tavdiffusion.components import ByteTokenizer
-from tavgbench.baselines.twostage.components import freeze, load_pretrained, seeded_noise, tokenize
+from tavgbench.baselines.twostage.components import (
+    build_part,
+    freeze,
+    seeded_noise,
+    tokenize,
+)
 from tavgbench.baselines.twostage.config import TwoStageConfig
 
 
@@ -29,35 +34,32 @@ class AnimateDiffVideo:
     def __init__(self, config: TwoStageConfig, device: str | torch.device = "cpu") -> None:
         self.config = config
         specs = config.components
-        tok = specs["tokenizer"]
-        self.tokenizer = (
-            load_pretrained(CLIPTokenizer, tok, "AnimateDiff tokenizer")
-            if tok.pretrained
-            else ByteTokenizer(tok.config.get("max_length", config.max_text_length))
+        self.tokenizer = build_part(
+            specs["tokenizer"],
+            "AnimateDiff tokenizer",
+            CLIPTokenizer,
+            lambda c: ByteTokenizer(c.get("max_length", config.max_text_length)),
         )
-        text = specs["text_encoder"]
-        text_encoder = (
-            load_pretrained(CLIPTextModel, text, "AnimateDiff text encoder")
-            if text.pretrained
-            else CLIPTextModel(CLIPTextConfig(**text.config))
+        text_encoder = build_part(
+            specs["text_encoder"],
+            "AnimateDiff text encoder",
+            CLIPTextModel,
+            lambda c: CLIPTextModel(CLIPTextConfig(**c)),
         )
-        vae_spec = specs["vae"]
-        vae = (
-            load_pretrained(AutoencoderKL, vae_spec, "AnimateDiff VAE")
-            if vae_spec.pretrained
-            else AutoencoderKL(**vae_spec.config)
+        vae = build_part(
+            specs["vae"], "AnimateDiff VAE", AutoencoderKL, lambda c: AutoencoderKL(**c)
         )
-        unet_spec = specs["unet"]
-        unet = (
-            load_pretrained(UNet2DConditionModel, unet_spec, "AnimateDiff image UNet")
-            if unet_spec.pretrained
-            else UNet2DConditionModel(**unet_spec.config)
+        unet = build_part(
+            specs["unet"],
+            "AnimateDiff image UNet",
+            UNet2DConditionModel,
+            lambda c: UNet2DConditionModel(**c),
         )
-        adapter_spec = specs["motion_adapter"]
-        adapter = (
-            load_pretrained(MotionAdapter, adapter_spec, "AnimateDiff motion adapter")
-            if adapter_spec.pretrained
-            else MotionAdapter(**adapter_spec.config)
+        adapter = build_part(
+            specs["motion_adapter"],
+            "AnimateDiff motion adapter",
+            MotionAdapter,
+            lambda c: MotionAdapter(**c),
         )
         scheduler = DDIMScheduler(
             num_train_timesteps=1000,
