@@ -16,13 +16,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from tavgbench.baselines.presets import ANIMATEDIFF, AUDIOLDM, AUDIOLDM2, SD15, ZEROSCOPE
 from tavgbench.baselines.tavdiffusion.config import ComponentSpec, ConfigError
 
-SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-ANIMATEDIFF = "guoyww/animatediff-motion-adapter-v1-5-2"
-AUDIOLDM = "cvssp/audioldm"
-ZEROSCOPE = "cerspense/zeroscope_v2_576w"
-AUDIOLDM2 = "cvssp/audioldm2"
+__all__ = [
+    "ANIMATEDIFF",
+    "AUDIOLDM",
+    "AUDIOLDM2",
+    "PUBLISHED",
+    "SD15",
+    "ZEROSCOPE",
+    "random_weights",
+]
+
 
 _SD_VAE: dict[str, Any] = {
     "block_out_channels": [128, 256, 512, 512],

@@ -21,6 +21,15 @@ from tavgbench.errors import TavgbenchError
 
 _Config = TypeVar("_Config", bound="JsonConfig")
 
+# Hugging Face repositories of the published components the baselines build on.
+SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+ANIMATEDIFF = "guoyww/animatediff-motion-adapter-v1-5-2"
+# AudioLDM-S-full, as the TAVGBench release loads it (`build_audio_pretrained_models(
+# "audioldm-s-full")` in its inference.py); cvssp/audioldm is its diffusers port.
+AUDIOLDM = "cvssp/audioldm"
+AUDIOLDM2 = "cvssp/audioldm2"
+ZEROSCOPE = "cerspense/zeroscope_v2_576w"
+
 # Tokens a tiny prompt is cut or padded to.
 TINY_TEXT_LENGTH = 16
 

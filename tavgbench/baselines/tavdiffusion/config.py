@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from tavgbench.baselines.presets import (
+    ANIMATEDIFF,
+    AUDIOLDM,
+    SD15,
     JsonConfig,
     tiny_motion_adapter,
     tiny_text_encoder,
@@ -48,11 +51,6 @@ COMPONENTS = (
     "audio_unet",
     "motion_adapter",
 )
-SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-# AudioLDM-S-full, as the TAVGBench release loads it (`build_audio_pretrained_models(
-# "audioldm-s-full")` in its inference.py); cvssp/audioldm is its diffusers port.
-AUDIOLDM = "cvssp/audioldm"
-ANIMATEDIFF = "guoyww/animatediff-motion-adapter-v1-5-2"
 
 
 class ConfigError(TavgbenchError):

@@ -33,6 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from tavgbench.baselines.presets import (
+    ANIMATEDIFF,
+    AUDIOLDM,
+    AUDIOLDM2,
+    SD15,
+    ZEROSCOPE,
     JsonConfig,
     tiny_motion_adapter,
     tiny_text_encoder,
@@ -44,12 +49,7 @@ from tavgbench.baselines.presets import (
 from tavgbench.baselines.tavdiffusion.config import ComponentSpec
 from tavgbench.errors import TavgbenchError
 
-SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-ANIMATEDIFF = "guoyww/animatediff-motion-adapter-v1-5-2"
-AUDIOLDM = "cvssp/audioldm"
-AUDIOLDM2 = "cvssp/audioldm2"
 DIFF_FOLEY = "SimianLuo/Diff-Foley"
-ZEROSCOPE = "cerspense/zeroscope_v2_576w"
 # TempoTokens' README layout (`models/BEATs/`, `models/vggsound/`), relative to the working folder.
 TEMPOTOKENS_DIR = "models"
 
