@@ -230,6 +230,18 @@ def latent_shards(demo: DemoLayout, tmp_path_factory: pytest.TempPathFactory) ->
     return out
 
 
+def test_shard_latents_options_are_checked(demo: DemoLayout, tmp_path: Path) -> None:
+    from tavgbench.cli import main
+
+    args = ["data", "shard", "--clips", str(demo.reference_dir), "--captions", str(demo.manifest)]
+    args += ["--out", str(tmp_path / "shards")]
+    # Errors are one line and exit 1, before anything is written.
+    assert main([*args, "--latents"]) == 1
+    assert main([*args, "--config", "tiny"]) == 1
+    assert main([*args, "--latents", "--config", "tiny", "--latent-dtype", "int8"]) == 1
+    assert not (tmp_path / "shards" / "index.json").exists()
+
+
 def test_precomputed_latents_give_the_on_the_fly_loss(shards: Path, latent_shards: Path) -> None:
     config = tiny_config()
     model = _model()  # seed 0: the codecs `data shard --config tiny` used
