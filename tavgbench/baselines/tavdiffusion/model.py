@@ -308,10 +308,9 @@ class TAVDiffusion:
         return DDPMScheduler(**self._schedule(), clip_sample=False)
 
     def sampling_scheduler(self) -> DDIMScheduler:
-        """DDIM on the same betas (Stable Diffusion's offsets)."""
-        return DDIMScheduler(
-            **self._schedule(), clip_sample=False, set_alpha_to_one=False, steps_offset=1
-        )
+        """DDIM on the same betas, as the released inference builds it (``steps_offset`` 1, no
+        clipping, diffusers' defaults otherwise: the last step lands on alpha 1)."""
+        return DDIMScheduler(**self._schedule(), clip_sample=False, steps_offset=1)
 
     # --- codecs ---------------------------------------------------------------------------
 
