@@ -106,6 +106,8 @@ _PIPELINE_FILES = (
     "*/model.safetensors",
     "*/diffusion_pytorch_model.safetensors",
 )
+# Parts of published pipelines that no baseline loads (Stable Diffusion's safety checker: 1.2 GB).
+_NEVER_FETCHED = ("safety_checker/*", "feature_extractor/*")
 _RESEARCH = "research use only (non-commercial)"
 DIFF_FOLEY_URL = "https://huggingface.co/SimianLuo/Diff-Foley/resolve/main/diff_foley_ckpt"
 BEATS_URL = (
@@ -382,6 +384,7 @@ def _fetch_snapshot(spec: WeightsSpec, folder: Path) -> Path:
             revision=spec.hf_revision,
             local_dir=str(folder),
             allow_patterns=list(spec.hf_patterns or _SNAPSHOT_FILES),
+            ignore_patterns=list(_NEVER_FETCHED),
         )
     except Exception as exc:  # huggingface_hub raises many kinds when offline
         raise WeightsError(f"{spec.name}: cannot download ({exc}). {_how_to_get(spec)}") from exc
