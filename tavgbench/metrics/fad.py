@@ -12,12 +12,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from tavgbench.metrics.base import ClipFeatures, MetricResult, MetricSpec
-from tavgbench.metrics.fvd import SET_BOOTSTRAP
+from tavgbench.metrics.fvd import SET_BOOTSTRAP, SET_CI_METHOD
 from tavgbench.metrics.stats import (
     FrechetToReference,
     StatisticsError,
     fad_infinity,
     frechet_distance,
+    recentred_interval,
 )
 
 
@@ -48,7 +49,8 @@ def compute_fad(
     for _ in range(n_boot):
         drawn = rng.integers(0, len(gen_blocks), size=len(gen_blocks))
         replicates.append(fast(np.concatenate([gen_blocks[j] for j in drawn])))
-    low, high = np.quantile(replicates, [0.025, 0.975])
+    value = frechet_distance(gen, ref)
+    low, high = recentred_interval(np.array(replicates), value)
     extras: dict[str, object] = {"n_generated_examples": len(gen), "n_reference_examples": len(ref)}
     if infinity:
         intercept, r2, ns, values = fad_infinity(fast, gen, ref, seed=seed)
@@ -56,13 +58,13 @@ def compute_fad(
                    "fad_inf_values": values.tolist()}  # fmt: skip
     return MetricResult(
         name="fad",
-        value=frechet_distance(gen, ref),
+        value=value,
         higher_is_better=False,
         n_generated=len(gen_blocks),
         n_reference=len(reference_ids),
         ci_low=float(low),
         ci_high=float(high),
-        ci_method=f"percentile bootstrap over generated clips, B={n_boot}, seed={seed}",
+        ci_method=f"{SET_CI_METHOD}, B={n_boot}, seed={seed}",
         extras=extras,
     )
 

@@ -15,6 +15,8 @@ from tavgbench.metrics.base import ClipFeatures, MetricResult, MetricSpec, stack
 from tavgbench.metrics.stats import FrechetToReference, bootstrap_set_metric, frechet_distance
 
 SET_BOOTSTRAP = 100
+# Set metrics' intervals (FVD, KVD, FAD): see metrics.stats.recentred_interval.
+SET_CI_METHOD = "percentile bootstrap over generated clips, recentred on the estimate"
 
 
 def set_metric_on_logits(
@@ -35,16 +37,19 @@ def set_metric_on_logits(
     ``statistic``, possibly with work on the fixed reference done once).
     """
     gen, ref = stack(generated, ids, "logits"), stack(reference, reference_ids, "logits")
-    low, high = bootstrap_set_metric(replicate(ref), gen, ref, n_boot=n_boot, seed=seed)
+    value = statistic(gen, ref)
+    low, high = bootstrap_set_metric(
+        replicate(ref), gen, ref, n_boot=n_boot, seed=seed, estimate=value
+    )
     return MetricResult(
         name=name,
-        value=statistic(gen, ref),
+        value=value,
         higher_is_better=False,
         n_generated=len(gen),
         n_reference=len(ref),
         ci_low=low,
         ci_high=high,
-        ci_method=f"percentile bootstrap over generated clips, B={n_boot}, seed={seed}",
+        ci_method=f"{SET_CI_METHOD}, B={n_boot}, seed={seed}",
     )
 
 
