@@ -4,8 +4,8 @@ Prints, for each chosen baseline (``animatediff-audioldm``, ``animatediff-difffo
 ``audioldm-tempotokens`` the whole clip, whose video depends on its audio), the best
 of ``--repeat`` timed calls of one clip: ``video_s`` (AnimateDiff sampling and decoding),
 ``audio_s`` (AudioLDM from the prompt, or Diff-Foley from the frames: CAVP, sampling, VAE,
-Griffin-Lim), ``clips_per_s`` of the whole pipeline and ``peak_gib`` (peak GPU memory,
-``torch.cuda.max_memory_allocated``; the resident set size on a CPU). Each runs at its
+Griffin-Lim), ``clips_per_s`` of the whole pipeline and ``peak_gib`` (peak memory during the
+timed calls: allocated GPU memory; the sampled resident memory on a CPU). Each runs at its
 configuration's published settings (steps, resolution, frames).
 
 Random weights do not change speed, so ``tiny`` and ``--random-weights`` need no download:
@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+
+from benchmarks.extractors import MemoryProbe
 
 NAMES = ("animatediff-audioldm", "animatediff-difffoley", "audioldm-tempotokens")
 AUDIO_MODELS = {
@@ -36,12 +37,6 @@ AUDIO_MODELS = {
     "animatediff-difffoley": "difffoley",
     "audioldm-tempotokens": "tempotokens",
 }
-
-
-def _peak_gib(device: str) -> float:
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
@@ -77,6 +72,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         return min(times), out
 
     prompt, seed = "a dog barks in the rain", 0
+
+    def time_stages(name: str, generator: Any) -> dict[str, float]:
+        if name == "audioldm-tempotokens":
+            # Audio comes first and conditions the video: time the whole clip.
+            total_s, _ = best(lambda: generator.generate([prompt], [seed]))
+            return {"total_s": total_s, "clips_per_s": 1.0 / total_s}
+        video_s, frames = best(lambda: generator._frames([prompt], [seed]))
+        duration = generator.config.duration
+        if name == "animatediff-audioldm":
+            audio_s, _ = best(lambda: generator.audio.generate([prompt], [seed], duration))
+        else:
+            fps = generator.config.fps
+            audio_s, _ = best(lambda: generator.audio.generate(frames, fps, [seed], duration))
+        return {"video_s": video_s, "audio_s": audio_s, "clips_per_s": 1.0 / (video_s + audio_s)}
+
     results: dict[str, dict[str, float]] = {}
     for name in args.baseline or NAMES:
         config = load_config(args.config, AUDIO_MODELS[name])
@@ -84,30 +94,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
             config = config.with_options(components=random_weights(config.components))
         generator: Any = load_baseline(name, config=config, device=args.device, dtype=args.dtype)
         generator.generate(["warm up"], [1])
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        if name == "audioldm-tempotokens":
-            # Audio comes first and conditions the video: time the whole clip.
-            total_s, _ = best(lambda g=generator: g.generate([prompt], [seed]))
-            results[name] = {"total_s": total_s, "clips_per_s": 1.0 / total_s}
-        else:
-            video_s, frames = best(lambda g=generator: g._frames([prompt], [seed]))
-            if name == "animatediff-audioldm":
-                audio_s, _ = best(
-                    lambda g=generator: g.audio.generate([prompt], [seed], g.config.duration)
-                )
-            else:
-                audio_s, _ = best(
-                    lambda g=generator, f=frames: g.audio.generate(
-                        f, g.config.fps, [seed], g.config.duration
-                    )
-                )
-            results[name] = {
-                "video_s": video_s,
-                "audio_s": audio_s,
-                "clips_per_s": 1.0 / (video_s + audio_s),
-            }
-        results[name].update(clip_seconds=config.duration, peak_gib=_peak_gib(args.device))
+        with MemoryProbe(torch.device(args.device)) as memory:
+            row = time_stages(name, generator)
+        results[name] = {**row, "clip_seconds": config.duration, "peak_gib": memory.peak / 2**30}
         del generator
         if cuda:
             torch.cuda.empty_cache()

@@ -7,8 +7,8 @@ size with random weights: speed and memory do not depend on their values):
   synthetic batch of ``--batch-size`` clips already in memory: VAE encoding, both UNets, bridge,
   EAS, backward) with the config's mixed precision (bf16 autocast on the denoiser, as the
   trainer runs it) and gradient checkpointing; best of ``--repeat`` timed runs of ``--steps``;
-* ``train_peak_gib``: peak GPU memory of training (``torch.cuda.max_memory_allocated``; the
-  resident set size on a CPU), EMA copy included as the trainer keeps one;
+* ``train_peak_gib``: peak memory while training (allocated GPU memory; the sampled resident
+  memory of the process on a CPU), EMA copy included as the trainer keeps one;
 * ``sample_s``: seconds to sample one audible video with ``--sample-steps`` joint DDIM steps
   (classifier-free guidance on both streams), video VAE decoding and vocoder included, the
   denoiser in ``--sample-dtype``; ``sample_peak_gib`` its peak memory;
@@ -32,20 +32,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import resource
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from benchmarks.extractors import MemoryProbe
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def _peak_gib(device: str) -> float:
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -125,19 +120,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 ema.step(denoiser.parameters())
             sync()
 
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        train_steps(1)
         best = float("inf")
-        for _ in range(args.repeat):
-            start = time.perf_counter()
-            train_steps(args.steps)
-            best = min(best, time.perf_counter() - start)
+        with MemoryProbe(torch.device(args.device)) as train_memory:
+            train_steps(1)
+            for _ in range(args.repeat):
+                start = time.perf_counter()
+                train_steps(args.steps)
+                best = min(best, time.perf_counter() - start)
         results.update(
             train_batch_size=b,
             train_step_s=best / args.steps,
             train_clips_per_s=args.steps * b / best,
-            train_peak_gib=_peak_gib(args.device),
+            train_peak_gib=train_memory.peak / 2**30,
         )
         del optimizer, ema, batch
         denoiser.zero_grad(set_to_none=True)
@@ -146,18 +140,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     denoiser.to(DTYPES[args.sample_dtype])
     pipeline = TAVDiffusionPipeline(model, num_inference_steps=args.sample_steps)
     pipeline.generate(["warm up"], [0])
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
     sample = float("inf")
-    for i in range(args.repeat):
-        start = time.perf_counter()
-        pipeline.generate(["a dog barks in the rain"], [i])
-        sync()
-        sample = min(sample, time.perf_counter() - start)
+    with MemoryProbe(torch.device(args.device)) as sample_memory:
+        for i in range(args.repeat):
+            start = time.perf_counter()
+            pipeline.generate(["a dog barks in the rain"], [i])
+            sync()
+            sample = min(sample, time.perf_counter() - start)
     results.update(
         sample_steps=pipeline.num_inference_steps,
         sample_s=sample,
-        sample_peak_gib=_peak_gib(args.device),
+        sample_peak_gib=sample_memory.peak / 2**30,
     )
     report = {
         "config": config.name,
