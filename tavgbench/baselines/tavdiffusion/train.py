@@ -209,11 +209,14 @@ class Trainer:
         acc = self.accelerator
         folder = step_dir(self.out_dir, self.step)
         denoiser = acc.unwrap_model(self.denoiser)
-        # Collective under FSDP: every rank gathers, rank 0 keeps the full tensors.
-        weights = full_state(denoiser)
-        names = [n for n, _ in denoiser.named_parameters()]
-        ema = {n: full_tensor(p).cpu() for n, p in zip(names, self.ema.shadow_params, strict=True)}
-        optimizer = full_optimizer_state(denoiser, self.torch_optimizer)
+        # Under FSDP gathering is collective (every rank takes part, rank 0 keeps the full
+        # tensors); under DDP the main process has everything and the others skip the copies.
+        if self.sharded or acc.is_main_process:
+            weights = full_state(denoiser)
+            names = [n for n, _ in denoiser.named_parameters()]
+            shadows = zip(names, self.ema.shadow_params, strict=True)
+            ema = {n: full_tensor(p).cpu() for n, p in shadows}
+            optimizer = full_optimizer_state(denoiser, self.torch_optimizer)
         if acc.is_main_process:
             save_weights(folder, self.model, weights, {**weights, **ema})
             torch.save(optimizer, folder / "optimizer.pt")
