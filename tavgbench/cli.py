@@ -898,11 +898,9 @@ def baseline_run(
     from rich.progress import Progress
 
     from tavgbench.baselines import generate_split, load_baseline
-    from tavgbench.baselines.interface import torch_dtype
     from tavgbench.data.splits import resolve_split
 
     the_split = resolve_split(split)
-    torch_dtype(dtype)  # refuse a wrong --dtype before loading any model
     generator = load_baseline(
         name,
         checkpoint=checkpoint,

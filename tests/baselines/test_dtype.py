@@ -27,6 +27,7 @@ def test_bfloat16_generation(name: str, config: str) -> None:
     )
 
 
-def test_unknown_dtype_is_a_user_error() -> None:
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_unknown_dtype_is_a_user_error(name: str) -> None:
     with pytest.raises(TavgbenchError, match="dtype must be one of"):
-        load_baseline("animatediff-audioldm", config="tiny", dtype="float8")
+        load_baseline(name, config="tiny", dtype="float8")

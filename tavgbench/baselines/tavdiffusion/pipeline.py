@@ -64,9 +64,10 @@ class TAVDiffusionPipeline(TextToAudibleVideo):
 
         ``dtype`` casts the denoiser (the codecs stay float32: decoding and the vocoder run on
         float32 latents)."""
+        cast = torch_dtype(dtype)  # a wrong name is refused before anything is built
         model = load_model(checkpoint, config, device=device)
-        if dtype is not None:
-            model.denoiser.to(torch_dtype(dtype))
+        if cast is not None:
+            model.denoiser.to(cast)
         where = str(resolve_checkpoint(checkpoint)) if checkpoint is not None else ""
         return cls(
             model,

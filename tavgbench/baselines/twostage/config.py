@@ -162,8 +162,9 @@ class TwoStageConfig(JsonConfig):
     foley_beta_start: float = 0.00085
     foley_beta_end: float = 0.012
     foley_scale_factor: float = 0.18215
-    # Double guidance: the alignment classifier's gradient at scale 50 on top of CFG. The
-    # notebook turns it on; off here, so the baseline needs only the two main checkpoints.
+    # Double guidance: the alignment classifier's gradient at scale 50 on top of CFG. Off unless
+    # a config asks for it (then the classifier checkpoint is needed too); the `default` preset
+    # turns it on, as the authors' notebook does.
     # The reference's sampler gives the classifier the raw CAVP features, skipping the
     # condition encoder it was trained with; foley_classifier_encode_context applies it.
     foley_double_guidance: bool = False

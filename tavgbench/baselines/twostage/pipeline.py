@@ -95,7 +95,7 @@ class TwoStageBase(TextToAudibleVideo):
         """Build from a preset (``default``: published weights; ``tiny``: random weights; see
         ``tavgbench baseline list``) or a config JSON, on ``device``, in ``dtype``
         (``float16``/``bfloat16``; default float32). ``checkpoint`` is what :meth:`stages` says."""
-        torch_dtype(dtype)
+        torch_dtype(dtype)  # a wrong name is refused before anything is built
         cfg = load_config(config or "default", cls.audio_model)
         video, audio = cls.stages(cfg, device, checkpoint)
         return cls(
