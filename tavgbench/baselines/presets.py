@@ -12,7 +12,7 @@ arguments of each component's class (diffusers / transformers), to wrap in a ``C
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -123,7 +123,8 @@ def tiny_vocoder() -> dict[str, Any]:
 
 
 class JsonConfig:
-    """JSON plumbing of a frozen configuration dataclass with a ``components`` field.
+    """JSON plumbing and shared checks of a frozen configuration dataclass with ``components``
+    and video settings (``height``, ``width``, ``num_frames``, ``fps``).
 
     A subclass sets ``_error`` (the error it raises), ``_kind`` (its name in messages),
     ``_component_spec`` (the class of ``components``' values) and, where it has tuple fields,
@@ -131,10 +132,34 @@ class JsonConfig:
     """
 
     name: str
+    components: Mapping[str, Any]
+    height: int
+    width: int
+    num_frames: int
+    fps: float
     _error: ClassVar[type[TavgbenchError]]
     _kind: ClassVar[str]
     _component_spec: ClassVar[type]
     _tuple_fields: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def duration(self) -> float:
+        """Seconds of video, and so of soundtrack."""
+        return self.num_frames / self.fps
+
+    def _check_media(self, needed: Iterable[str]) -> None:
+        """Every ``needed`` component present, a frame size the video VAE (x8) can take, and a
+        positive frame count and rate."""
+        missing = [c for c in needed if c not in self.components]
+        if missing:
+            raise self._error(f"config {self.name!r}: components missing: {', '.join(missing)}")
+        if self.height % 8 or self.width % 8:
+            raise self._error(
+                f"config {self.name!r}: height and width must be multiples of 8 (the video VAE "
+                f"downsamples by 8), got {self.height}x{self.width}"
+            )
+        if self.num_frames < 1 or self.fps <= 0:
+            raise self._error(f"config {self.name!r}: num_frames and fps must be positive")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON: components as dictionaries, tuples as lists."""

@@ -144,16 +144,8 @@ class TAVDiffusionConfig(JsonConfig):
     guidance_scale: float = 8.0  # the released config.yaml's
 
     def __post_init__(self) -> None:
-        missing = [c for c in COMPONENTS if c not in self.components and c != "motion_adapter"]
-        if missing:
-            raise ConfigError(f"config {self.name!r}: components missing: {', '.join(missing)}")
-        if self.height % 8 or self.width % 8:
-            raise ConfigError(
-                f"config {self.name!r}: height and width must be multiples of 8 (the video VAE "
-                f"downsamples by 8), got {self.height}x{self.width}"
-            )
-        if self.num_frames < 1 or self.fps <= 0:
-            raise ConfigError(f"config {self.name!r}: num_frames and fps must be positive")
+        # The motion adapter is optional: without one it starts at random.
+        self._check_media(c for c in COMPONENTS if c != "motion_adapter")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ConfigError(
                 f"config {self.name!r}: mixed_precision must be no, bf16 or fp16, "
@@ -168,11 +160,6 @@ class TAVDiffusionConfig(JsonConfig):
                 f"config {self.name!r}: fsdp trains in bf16 or fp32 (fp16 would need a sharded "
                 "gradient scaler); set mixed_precision to bf16"
             )
-
-    @property
-    def duration(self) -> float:
-        """Seconds of video and of soundtrack."""
-        return self.num_frames / self.fps
 
     @property
     def num_samples(self) -> int:

@@ -200,16 +200,7 @@ class TwoStageConfig(JsonConfig):
             )
         if self.audioldm2_new_tokens < 1:
             raise ConfigError(f"config {self.name!r}: audioldm2_new_tokens must be positive")
-        missing = [c for c in self.needed_components if c not in self.components]
-        if missing:
-            raise ConfigError(f"config {self.name!r}: components missing: {', '.join(missing)}")
-        if self.height % 8 or self.width % 8:
-            raise ConfigError(
-                f"config {self.name!r}: height and width must be multiples of 8, "
-                f"got {self.height}x{self.width}"
-            )
-        if self.num_frames < 1 or self.fps <= 0:
-            raise ConfigError(f"config {self.name!r}: num_frames and fps must be positive")
+        self._check_media(self.needed_components)
         if self.foley_cavp_chunk < 1 or self.foley_window < 1:
             raise ConfigError(
                 f"config {self.name!r}: foley_cavp_chunk and foley_window must be positive"
@@ -222,11 +213,6 @@ class TwoStageConfig(JsonConfig):
         if self.audio_model in TEXT_TO_AUDIO_MODELS:
             needed = TEXT_TO_AUDIO_COMPONENTS[self.text_to_audio] + needed
         return needed
-
-    @property
-    def duration(self) -> float:
-        """Seconds of video, and so of soundtrack."""
-        return self.num_frames / self.fps
 
 
 def _video_default() -> dict[str, ComponentSpec]:
