@@ -652,12 +652,11 @@ def griffin_lim(
     iters: int,
     momentum: float,
     generator: torch.Generator,
-    pad_mode: str = "constant",
 ) -> torch.Tensor:
     """Fast Griffin-Lim (librosa's: random initial phase, momentum), ``[bins, frames]`` to audio.
 
-    ``pad_mode`` pads the re-analysis STFT: librosa's default, ``constant`` since 0.10 and
-    ``reflect`` before (Diff-Foley pins librosa 0.8).
+    The re-analysis STFT pads with reflection, as librosa 0.8's ``griffinlim`` does (Diff-Foley
+    pins librosa 0.8; librosa pads with zeros since 0.10).
     """
     n_fft = 2 * (magnitude.shape[0] - 1)
     window = torch.hann_window(n_fft, dtype=magnitude.dtype)
@@ -669,7 +668,7 @@ def griffin_lim(
 
     def stft(wave: torch.Tensor) -> torch.Tensor:
         return torch.stft(
-            wave, n_fft, hop, window=window, center=True, pad_mode=pad_mode, return_complex=True
+            wave, n_fft, hop, window=window, center=True, pad_mode="reflect", return_complex=True
         )
 
     rebuilt = torch.zeros_like(angles)
@@ -870,9 +869,8 @@ class DiffFoley:
         mel = 10 ** ((db + 20) / 20)
         magnitude = nnls(self.filters, mel)
         g = torch.Generator().manual_seed((int(seed) + PHASE_SALT + 1000 * window) % 2**63)
-        # librosa 0.8's griffinlim (the reference's requirements.txt) pads with reflection.
         return griffin_lim(
-            magnitude, c.foley_hop, c.griffin_lim_iters, c.griffin_lim_momentum, g, "reflect"
+            magnitude, c.foley_hop, c.griffin_lim_iters, c.griffin_lim_momentum, g
         ).float()
 
     @torch.no_grad()
