@@ -40,13 +40,12 @@ import torch
 
 from benchmarks.extractors import MemoryProbe
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from diffusers.training_utils import EMAModel
 
     from tavgbench.baselines.architectures import random_weights
+    from tavgbench.baselines.interface import DTYPES, torch_dtype
     from tavgbench.baselines.tavdiffusion.components import count_parameters
     from tavgbench.baselines.tavdiffusion.config import load_config
     from tavgbench.baselines.tavdiffusion.model import TAVDiffusion
@@ -137,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         denoiser.zero_grad(set_to_none=True)
         if cuda:
             torch.cuda.empty_cache()
-    denoiser.to(DTYPES[args.sample_dtype])
+    denoiser.to(torch_dtype(args.sample_dtype))
     pipeline = TAVDiffusionPipeline(model, num_inference_steps=args.sample_steps)
     pipeline.generate(["warm up"], [0])
     sample = float("inf")

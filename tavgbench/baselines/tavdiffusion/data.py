@@ -38,6 +38,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from torch.utils.data import IterableDataset, get_worker_info
 
+from tavgbench.baselines.interface import torch_dtype
 from tavgbench.baselines.tavdiffusion.config import TAVDiffusionConfig
 from tavgbench.baselines.tavdiffusion.model import TAVDiffusion
 from tavgbench.data.splits import load_manifest, parse_release_captions
@@ -61,7 +62,6 @@ LATENT_MEDIA = (
     "fmin",
     "fmax",
 )
-LATENT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class ShardError(TavgbenchError):
@@ -79,7 +79,7 @@ def read_captions(path: str | Path) -> list[tuple[str, str]]:
 
 
 def latent_fingerprint(model: TAVDiffusion) -> dict[str, Any]:
-    """What precomputed latents depend on: the VAEs' and mel front end's weights, the media."""
+    """What precomputed latents depend on: the VAEs' weights, the audio front end, the media."""
     digest = hashlib.sha256()
     for name in ("video_vae", "audio_vae"):
         module = getattr(model.codecs, name)
@@ -137,10 +137,7 @@ def write_shards(
         The shard paths, in order.
     """
     clips, out = Path(clips_dir), Path(out_dir)
-    if latent_dtype not in LATENT_DTYPES:
-        raise ShardError(
-            f"latent dtype must be one of {', '.join(LATENT_DTYPES)}, got {latent_dtype!r}"
-        )
+    storage = torch_dtype(latent_dtype)  # refuses an unknown name before anything is written
     pairs = read_captions(captions)
     present = [(i, c) for i, c in pairs if (clips / f"{i}.mp4").is_file()]
     if not present:
@@ -159,7 +156,7 @@ def write_shards(
             }
             if model is not None:
                 frames, audio = decode_clip(data, model.config, name=clips / f"{clip_id}.mp4")
-                sample["latents"] = clip_latents(model, frames, audio, LATENT_DTYPES[latent_dtype])
+                sample["latents"] = clip_latents(model, frames, audio, storage)
             writer.write(sample)
             if progress is not None:
                 progress(n + 1, len(present))
